@@ -1,0 +1,3 @@
+from greentrack.cli import main
+
+main()

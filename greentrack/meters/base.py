@@ -1,0 +1,116 @@
+"""The meter interface: one small abstract class, one module per interface (NVML, RAPL, estimate).
+
+A meter reports, for each device it covers, the *cumulative* energy in joules since its
+:meth:`Meter.start`. Counter meters take deltas of a hardware counter; sampled meters integrate
+power between calls of :meth:`Meter.read`; estimating meters integrate a modelled power. Callers
+(the sampler, phase boundaries) therefore treat every meter the same way, and a phase's energy is
+the difference of two reads.
+
+Methods (stored with every figure):
+
+- ``counter``: a hardware energy counter (NVML total energy, RAPL ``energy_uj``). Exact up to the
+  counter's resolution.
+- ``sampled``: instantaneous power sampled and integrated (trapezoid) between reads.
+- ``estimated``: no meter; a documented model (TDP × load, RAM W/GB). Labelled everywhere.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+Method = Literal["counter", "sampled", "estimated"]
+Component = Literal["gpu", "cpu", "dram", "ram"]
+
+__all__ = [
+    "Component",
+    "DeviceReading",
+    "Meter",
+    "MeterStatus",
+    "Method",
+    "NullMeter",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceReading:
+    """One device's cumulative energy since its meter started.
+
+    Attributes:
+        component: ``gpu``, ``cpu`` (package), ``dram`` (RAPL DRAM domain) or ``ram`` (modelled).
+        device: stable id on this host, e.g. ``gpu:0``, ``cpu:package-0``, ``dram:package-1``.
+        energy_j: cumulative energy since ``start()``. Units: joules.
+        power_w: latest power, where known (counter meters derive it from the last delta).
+            Units: watts.
+        method: how ``energy_j`` was obtained: ``counter``, ``sampled`` or ``estimated``.
+    """
+
+    component: str
+    device: str
+    energy_j: float
+    power_w: float | None
+    method: str
+
+
+@dataclass(slots=True)
+class MeterStatus:
+    """What ``greentrack detect`` reports for one meter: is it usable here, and if not, why."""
+
+    name: str
+    available: bool
+    reason: str
+    devices: list[str] = field(default_factory=list)
+    method: str | None = None
+
+
+class Meter(abc.ABC):
+    """A source of per-device cumulative energy.
+
+    Implementations must make :meth:`read` cheap (it runs every sampling interval) and must raise
+    only :class:`greentrack.errors.MeterError` for hardware failures. When one device fails
+    mid-run, the meter keeps that device's last energy (frozen), stops reading it, and reports the
+    failure through :meth:`pop_warnings`; other devices continue.
+    """
+
+    name: str = "meter"
+
+    def __init__(self) -> None:
+        self._warnings: list[str] = []
+
+    @abc.abstractmethod
+    def start(self, t_mono: float) -> None:
+        """Take the baseline. ``t_mono`` is ``time.monotonic()`` in seconds."""
+
+    @abc.abstractmethod
+    def read(self, t_mono: float) -> Sequence[DeviceReading]:
+        """Cumulative energy per device since :meth:`start`, at monotonic time ``t_mono`` (s)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the meter's resources."""
+
+    def describe(self) -> dict[str, str]:
+        """Device id -> model name (for run metadata), e.g. ``{"gpu:0": "NVIDIA H100"}``."""
+        return {}
+
+    def warn(self, message: str) -> None:
+        """Record a warning to be attached to the run (drained by the sampler)."""
+        self._warnings.append(message)
+
+    def pop_warnings(self) -> list[str]:
+        """Return and clear the warnings recorded since the last call."""
+        out, self._warnings = self._warnings, []
+        return out
+
+
+class NullMeter(Meter):
+    """A meter with no devices: what a factory returns when nothing is present."""
+
+    name = "null"
+
+    def start(self, t_mono: float) -> None:
+        return None
+
+    def read(self, t_mono: float) -> Sequence[DeviceReading]:
+        return ()
