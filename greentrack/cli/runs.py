@@ -1,1 +1,320 @@
-"""Commands: placeholder until implemented."""
+"""Commands over runs: runs, show, run, detect, sync, db."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from typing import Any
+
+import click
+
+from greentrack.cli.app import db_option, echo_json, format_option, main, translate_errors
+
+
+def _db(db_url: str | None) -> str:
+    from greentrack.config import load_config
+
+    return db_url or load_config().db_url
+
+
+def _fmt_energy(j: float | None) -> str:
+    if j is None:
+        return "-"
+    if j >= 3.6e6:
+        return f"{j / 3.6e6:.3f} kWh"
+    if j >= 1e3:
+        return f"{j / 1e3:.1f} kJ"
+    return f"{j:.1f} J"
+
+
+def _methods(obj: dict[str, Any]) -> str:
+    return ",".join(sorted({c["method"] for c in obj["components"]})) or "-"
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in
+              enumerate(headers)]  # fmt: skip
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+@main.command("runs")
+@click.option("--project", help="Only runs of this project.")
+@click.option(
+    "--status",
+    type=click.Choice(["running", "finished", "failed", "interrupted", "crashed"]),
+    help="Only runs with this status.",
+)
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Only runs with this tag.")
+@click.option("--since", metavar="WHEN", help="Started since: 7d, 12h, 30m or an ISO date.")
+@click.option(
+    "--sort",
+    type=click.Choice(["started", "energy", "duration", "co2e", "name", "project"]),
+    default="started",
+    show_default=True,
+)
+@click.option("--asc", is_flag=True, help="Ascending order (default: descending).")
+@click.option("--limit", type=int, default=50, show_default=True, help="At most this many runs.")
+@format_option("table", "csv", "json")
+@db_option
+@translate_errors
+def runs_cmd(project, status, tags, since, sort, asc, limit, fmt, db_url) -> None:
+    """List recent runs, newest first.
+
+    \b
+    Example:
+      greentrack runs --project cifar --since 7d --format json
+    """
+    from greentrack.store import queries
+
+    conn = queries.open_store(_db(db_url))
+    try:
+        rows = queries.list_runs(
+            conn,
+            project=project,
+            status=status,
+            tags=queries.parse_tags(tags),
+            since=queries.parse_since(since) if since else None,
+            sort=sort,
+            descending=not asc,
+            limit=limit,
+        )
+        objs = queries.run_objects(conn, rows)
+    finally:
+        conn.close()
+    if fmt == "json":
+        echo_json(objs)
+        return
+    headers = ["id", "project", "name", "status", "started (UTC)", "duration", "energy",
+               "method", "CO2e", "region"]  # fmt: skip
+    table = [
+        [
+            o["id"][:8],
+            o["project"],
+            o["name"],
+            o["status"],
+            (o["started_at"] or "")[:19].replace("T", " "),
+            f"{o['duration_s']:.1f} s" if o["duration_s"] is not None else "-",
+            _fmt_energy(o["energy_j"]),
+            _methods(o),
+            f"{o['co2e_g']:.2f} g" if o["co2e_g"] is not None else "-",
+            o["region"] or "-",
+        ]
+        for o in objs
+    ]
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["id", "project", "name", "status", "started_at", "ended_at", "duration_s",
+                    "energy_j", "energy_kwh", "methods", "co2e_g", "region"])  # fmt: skip
+        for o in objs:
+            w.writerow([o["id"], o["project"], o["name"], o["status"], o["started_at"],
+                        o["ended_at"], o["duration_s"], o["energy_j"], o["energy_kwh"],
+                        _methods(o), o["co2e_g"], o["region"]])  # fmt: skip
+        click.echo(buf.getvalue(), nl=False)
+        return
+    click.echo(_table(headers, table) if table else "no runs yet: try `greentrack run -- CMD`")
+
+
+@main.command("show")
+@click.argument("run_id", metavar="RUN")
+@format_option("table", "json")
+@db_option
+@translate_errors
+def show_cmd(run_id, fmt, db_url) -> None:
+    """Show one run (by unique id prefix): components with methods, phases, metrics, params.
+
+    \b
+    Example:
+      greentrack show 3f2a --format json
+    """
+    from greentrack.store import queries
+
+    conn = queries.open_store(_db(db_url))
+    try:
+        obj = queries.get_run(conn, run_id)
+    finally:
+        conn.close()
+    if fmt == "json":
+        echo_json(obj)
+        return
+    click.echo(render_run(obj))
+
+
+def render_run(o: dict[str, Any]) -> str:
+    """Human view of a run object."""
+    out = [
+        f"run {o['id']}",
+        f"  {o['project']}/{o['name']}  status: {o['status']}"
+        + (f"  ({o['error']})" if o.get("error") else ""),
+        f"  started {o['started_at']}  ended {o['ended_at'] or '-'}  "
+        f"duration {o['duration_s'] or 0:.1f} s  host {o.get('host') or '-'}",
+        f"  energy {_fmt_energy(o['energy_j'])} ({o['energy_kwh']:.6f} kWh, device)"
+        + (f"; x PUE {o['pue']:g} = {o['facility_energy_kwh']:.6f} kWh" if o["pue"] != 1 else ""),
+        "  components:",
+    ]
+    for c in o["components"]:
+        where = f" rank {c['rank']}@{c['host']}" if o.get("world_size", 1) > 1 else ""
+        out.append(
+            f"    {c['device']:<22} {_fmt_energy(c['energy_j']):>12}  [{c['method']}]{where}"
+        )
+    if o.get("co2e_g") is not None:
+        src = o.get("intensity_source") or {}
+        out.append(
+            f"  CO2e {o['co2e_g']:.3f} g  (region {o['region']}; {src.get('name')} "
+            f"{src.get('zone')} {src.get('kind')} {src.get('period')}"
+            + (f"; {src['detail']}" if src.get("detail") else "")
+            + ")"
+        )
+        if o.get("co2e_g_annual_average") is not None:
+            out.append(f"  CO2e at the static annual average: {o['co2e_g_annual_average']:.3f} g")
+    fc = o.get("forecast")
+    if fc and fc.get("predicted_energy_j") is not None:
+        out.append(
+            f"  progress {fc['fraction']:.0%}: predicted final energy "
+            f"{_fmt_energy(fc['predicted_energy_j'])}"
+            + (f", {fc['predicted_co2e_g']:.2f} g CO2e" if fc.get("predicted_co2e_g") else "")
+        )
+    if o["phase_totals"]:
+        out.append("  phases:")
+        for p in o["phase_totals"]:
+            out.append(
+                f"    {p['name']:<22} x{p['count']:<5} {p['duration_s']:10.2f} s "
+                f"{_fmt_energy(p['energy_j']):>12}"
+            )
+    if o["metrics"]:
+        out.append("  metrics: " + ", ".join(f"{k}={v:g}" for k, v in o["metrics"].items()))
+    if o["params"]:
+        out.append("  params: " + ", ".join(f"{k}={v}" for k, v in o["params"].items()))
+    if o["tags"]:
+        out.append("  tags: " + ", ".join(f"{k}={v}" for k, v in o["tags"].items()))
+    for e in o.get("events", []):
+        out.append(f"  {e['level']}: [{e['source']}] {e['message']}")
+    return "\n".join(out)
+
+
+@main.command("detect")
+@format_option("table", "json")
+@translate_errors
+def detect_cmd(fmt) -> None:
+    """Which meters work here, and why the others don't (with the fix).
+
+    \b
+    Example:
+      greentrack detect
+    """
+    from dataclasses import asdict
+
+    from greentrack.config import load_config
+    from greentrack.meters import detect
+
+    statuses = detect(load_config())
+    if fmt == "json":
+        echo_json([asdict(s) for s in statuses])
+        return
+    for s in statuses:
+        mark = "yes" if s.available else "no "
+        devices = f" ({', '.join(s.devices)})" if s.devices else ""
+        method = f" [{s.method}]" if s.method else ""
+        click.echo(f"{mark} {s.name:<10}{method}{devices}: {s.reason}")
+
+
+@main.command(
+    "run",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.option("--project", help="Project name.")
+@click.option("--name", help="Run name (default: the command's name).")
+@click.option("--region", help="Grid zone for CO2e (ES, US-CAL-CISO, gcp:europe-west1).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A parameter.")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="A tag.")
+@click.option("--interval", "interval_s", type=float, help="Sampling interval in seconds.")
+@db_option
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@translate_errors
+def run_cmd(project, name, region, params, tags, interval_s, db_url, command) -> None:
+    """Track any command; exits with the command's exit code.
+
+    \b
+    Example:
+      greentrack run --project cifar -- python train.py --epochs 3
+    """
+    from greentrack.runner import run_command
+    from greentrack.store.queries import parse_tags
+
+    code = run_command(
+        list(command),
+        project=project,
+        name=name,
+        params=dict(parse_tags(params)),
+        tags=dict(parse_tags(tags)),
+        region=region,
+        db_url=db_url,
+        interval_s=interval_s,
+    )
+    sys.exit(code)
+
+
+@main.command("sync")
+@db_option
+@translate_errors
+def sync_cmd(db_url) -> None:
+    """Write spooled readings to the store and mark dead runs as crashed.
+
+    \b
+    Example:
+      greentrack sync --db postgresql+psycopg://me@db/greentrack
+    """
+    from greentrack.config import load_config
+    from greentrack.store.ops import sync
+
+    result = sync(load_config(), db_url)
+    click.echo(
+        f"wrote {result.written} spooled checkpoint(s) from {result.files} file(s); "
+        f"{len(result.crashed)} run(s) marked crashed"
+    )
+
+
+@main.group("db")
+def db_group() -> None:
+    """Database schema: upgrade, current.
+
+    \b
+    Example:
+      greentrack db upgrade
+    """
+
+
+@db_group.command("upgrade")
+@db_option
+@translate_errors
+def db_upgrade_cmd(db_url) -> None:
+    """Create or migrate the store's schema to the latest revision.
+
+    \b
+    Example:
+      greentrack db upgrade --db postgresql+psycopg://me@localhost/greentrack
+    """
+    from greentrack.store.ops import db_upgrade
+
+    state = db_upgrade(_db(db_url))
+    click.echo(f"{state.url}: schema at {state.revision} (head {state.head})")
+
+
+@db_group.command("current")
+@db_option
+@translate_errors
+def db_current_cmd(db_url) -> None:
+    """Print the store's schema revision and whether it is current.
+
+    \b
+    Example:
+      greentrack db current
+    """
+    from greentrack.store.ops import db_current
+
+    state = db_current(_db(db_url))
+    verdict = "up to date" if state.at_head else "run `greentrack db upgrade`"
+    click.echo(f"{state.url}: schema at {state.revision or 'none'} (head {state.head}): {verdict}")

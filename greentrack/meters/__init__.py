@@ -1,0 +1,179 @@
+"""Energy meters and the factory that picks the ones present on this host.
+
+=================  ==========================  =================================  ==========
+meter              devices                     source                             method
+=================  ==========================  =================================  ==========
+NvmlMeter          ``gpu:<nvml index>``        NVML energy counter / power        counter /
+                                                                                  sampled
+RaplMeter          ``cpu:package-N``,          Linux powercap RAPL ``energy_uj``  counter
+                   ``dram:package-N``
+CpuEstimateMeter   ``cpu:estimate``            TDP × machine-wide load            estimated
+RamEstimateMeter   ``ram:estimate``            0.375 W per GiB installed          estimated
+ReplayMeter        any                         a scripted / recorded power trace  (label)
+=================  ==========================  =================================  ==========
+
+:func:`open_meters` returns only meters that are present: RAPL where its counters are readable,
+else the CPU estimate; the RAPL DRAM domain where present, else the RAM estimate; NVML for the
+visible GPUs, if any. It never fails because of hardware: a RAPL permission problem becomes a
+warning (with the fix) on the CPU estimator, to be stored on the run. :func:`detect` says, for
+``greentrack detect``, what each meter would do here and why. Nothing is cached between calls,
+so each call sees the current ``Config.sysfs`` and environment.
+"""
+
+from __future__ import annotations
+
+from greentrack.config import Config
+from greentrack.errors import MeterError, MeterPermissionError
+from greentrack.meters.base import DeviceReading, Meter, MeterStatus, NullMeter
+from greentrack.meters.estimate import CpuEstimateMeter, RamEstimateMeter, host_tdp
+from greentrack.meters.nvml import NvmlMeter
+from greentrack.meters.rapl import RaplMeter, powercap_dir
+from greentrack.meters.replay import PowerTrace, ReplayMeter
+
+__all__ = [
+    "CpuEstimateMeter",
+    "DeviceReading",
+    "Meter",
+    "MeterStatus",
+    "NullMeter",
+    "NvmlMeter",
+    "PowerTrace",
+    "RamEstimateMeter",
+    "RaplMeter",
+    "ReplayMeter",
+    "detect",
+    "open_meters",
+]
+
+
+def _open_rapl(config: Config, components: list[str]) -> tuple[RaplMeter | None, str | None]:
+    """RAPL meter for ``components`` or None, and the permission problem to surface (if any)."""
+    try:
+        return RaplMeter.open(config.sysfs, components=components), None
+    except MeterPermissionError as e:
+        return None, str(e)
+    except MeterError:
+        return None, None
+
+
+def open_meters(
+    config: Config, *, gpu: bool = True, cpu: bool = True, ram: bool = True
+) -> list[Meter]:
+    """The meters present on this host for the requested components (not started).
+
+    Args:
+        config: settings; ``config.sysfs`` is where RAPL is looked for.
+        gpu: measure NVIDIA GPUs (those in ``CUDA_VISIBLE_DEVICES``) if NVML works.
+        cpu: measure the CPU: RAPL packages, else the TDP × load estimate.
+        ram: measure memory: the RAPL DRAM domain, else the 0.375 W/GiB estimate.
+
+    Returns:
+        Meters in the order RAPL, CPU estimate, RAM estimate, NVML; only those in use. Never
+        raises for missing or unreadable hardware; problems are in each meter's warnings.
+    """
+    meters: list[Meter] = []
+    if cpu or ram:
+        wanted = [c for c, on in (("cpu", cpu), ("dram", ram)) if on]
+        rapl, problem = _open_rapl(config, wanted)
+        have = {d.component for d in rapl.domains} if rapl else set()
+        if rapl is not None:
+            meters.append(rapl)
+        if cpu and "cpu" not in have:
+            est = CpuEstimateMeter()
+            if problem:
+                est.warn(problem)
+                problem = None
+            meters.append(est)
+        if ram and "dram" not in have:
+            ram_est = RamEstimateMeter()
+            if problem:
+                ram_est.warn(problem)
+            meters.append(ram_est)
+    if gpu:
+        try:
+            nvml = NvmlMeter()
+        except MeterError:
+            nvml = None  # no driver / library: no GPU meter (detect() says why)
+        if nvml is not None:
+            warnings = nvml.pop_warnings()
+            for w in warnings:
+                nvml.warn(w)
+            if nvml.devices or warnings:
+                meters.append(nvml)
+            else:
+                nvml.close()
+    return meters
+
+
+def _detect_nvml() -> MeterStatus:
+    try:
+        meter = NvmlMeter()
+    except MeterError as e:
+        return MeterStatus("nvml", False, f"GPU energy not measured: {e}")
+    try:
+        methods = meter.methods
+        notes = meter.pop_warnings()
+        if not methods:
+            why = "; ".join(notes) or "no NVIDIA GPU visible (CUDA_VISIBLE_DEVICES?)"
+            return MeterStatus("nvml", False, f"NVML works but no GPU is measured: {why}")
+        names = meter.describe()
+        parts = [f"{d} {names[d]} ({m})" for d, m in methods.items()]
+        kinds = sorted(set(methods.values()))
+        reason = "; ".join([", ".join(parts), *notes])
+        return MeterStatus("nvml", True, reason, list(methods), "/".join(kinds))
+    finally:
+        meter.close()
+
+
+def _detect_rapl(config: Config, component: str, name: str) -> MeterStatus:
+    root = powercap_dir(config.sysfs)
+    try:
+        meter = RaplMeter.open(config.sysfs, components=[component])
+    except MeterError as e:  # includes MeterPermissionError, whose message is the fix
+        return MeterStatus(name, False, str(e))
+    what = "CPU package" if component == "cpu" else "DRAM"
+    zones = ", ".join(f"{d.device} ({d.zone})" for d in meter.domains)
+    return MeterStatus(
+        name,
+        True,
+        f"{what} energy counters readable under {root}: {zones}",
+        meter.devices,
+        "counter",
+    )
+
+
+def detect(config: Config) -> list[MeterStatus]:
+    """What each meter kind does on this host, for ``greentrack detect``.
+
+    Returns one :class:`MeterStatus` each for ``nvml``, ``rapl`` (CPU packages), ``rapl-dram``,
+    ``cpu-estimate`` and ``ram-estimate``: available or not, why (with the fix where there is
+    one), devices and method. The estimates are always available; their reason says whether
+    :func:`open_meters` would use them.
+    """
+    rapl = _detect_rapl(config, "cpu", "rapl")
+    dram = _detect_rapl(config, "dram", "rapl-dram")
+    tdp = host_tdp()
+    matched = f"matched {tdp.matched!r} in {tdp.source}" if tdp.matched else tdp.source
+    cpu_use = "not used: RAPL measures the CPU" if rapl.available else "in use: no usable RAPL"
+    ram_est = RamEstimateMeter()
+    ram_use = "not used: RAPL measures DRAM" if dram.available else "in use: no RAPL DRAM domain"
+    return [
+        _detect_nvml(),
+        rapl,
+        dram,
+        MeterStatus(
+            "cpu-estimate",
+            True,
+            f"{cpu_use}; {tdp.model!r}: TDP {tdp.tdp_w:g} W ({matched}) × machine-wide load",
+            [CpuEstimateMeter.device],
+            "estimated",
+        ),
+        MeterStatus(
+            "ram-estimate",
+            True,
+            f"{ram_use}; {ram_est.w_per_gib:g} W/GiB × {ram_est.total_gib:.1f} GiB = "
+            f"{ram_est.power_w:.1f} W",
+            [RamEstimateMeter.device],
+            "estimated",
+        ),
+    ]

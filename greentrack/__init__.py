@@ -1,0 +1,51 @@
+"""greentrack: energy and carbon accounting for machine-learning runs.
+
+Public API (imported lazily so that ``import greentrack`` stays cheap)::
+
+    track, Run, RunSummary, ComponentEnergy, PhaseSummary   measuring
+    plan, study                                             carbon-aware scheduling
+    runs_frame, samples_frame                               pandas access
+    count_flops                                             FLOPs of a model call
+    errors                                                  the exception tree
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from greentrack import errors
+from greentrack.errors import GreentrackError
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "track": "greentrack.tracker",
+    "Run": "greentrack.tracker",
+    "RunSummary": "greentrack.tracker",
+    "ComponentEnergy": "greentrack.tracker",
+    "PhaseSummary": "greentrack.tracker",
+    "plan": "greentrack.schedule",
+    "study": "greentrack.schedule",
+    "runs_frame": "greentrack.report.frames",
+    "samples_frame": "greentrack.report.frames",
+    "count_flops": "greentrack.workloads.flops",
+}
+
+__all__ = ["GreentrackError", "errors", *sorted(_LAZY)]
+
+if TYPE_CHECKING:
+    from greentrack.tracker import ComponentEnergy, PhaseSummary, Run, RunSummary, track
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'greentrack' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,67 @@
+"""What this host is made of: CPU model and count, installed RAM, NVIDIA GPU models.
+
+Every helper is cheap (no torch import, no subprocess, no network) and never raises for a missing
+piece of hardware: an unknown CPU model is ``"unknown"``, no NVIDIA driver means no GPUs.
+Used for run metadata and by the estimating meters (:mod:`greentrack.meters.estimate`).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Mapping
+from pathlib import Path
+
+__all__ = ["cpu_count", "cpu_model", "gpu_models", "ram_total_gib"]
+
+_PROC_CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpu_model(cpuinfo: Path = _PROC_CPUINFO) -> str:
+    """The CPU's marketing name, e.g. ``"Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz"``.
+
+    Read from the first ``model name`` line of ``/proc/cpuinfo`` (Linux); elsewhere from
+    :func:`platform.processor`. Returns ``"unknown"`` when neither says anything.
+    """
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, sep, value = line.partition(":")
+                if sep and key.strip() == "model name" and value.strip():
+                    return " ".join(value.split())
+    except OSError:
+        pass
+    return platform.processor().strip() or "unknown"
+
+
+def cpu_count() -> int:
+    """Logical CPUs of the whole machine (hardware threads), at least 1."""
+    return os.cpu_count() or 1
+
+
+def ram_total_gib() -> float:
+    """Installed (usable) RAM of the machine. Units: GiB (2**30 bytes)."""
+    import psutil
+
+    return psutil.virtual_memory().total / 2**30
+
+
+def gpu_models(*, visible_only: bool = True, env: Mapping[str, str] | None = None) -> list[str]:
+    """Model names of the NVIDIA GPUs, e.g. ``["NVIDIA H100 80GB HBM3"]``; ``[]`` without NVML.
+
+    Args:
+        visible_only: only the GPUs this process may use (``CUDA_VISIBLE_DEVICES``), in NVML
+            index order — the ones greentrack measures.
+        env: environment to read ``CUDA_VISIBLE_DEVICES`` from (default ``os.environ``).
+
+    Never raises: a missing library or driver, or any NVML error, gives ``[]``.
+    """
+    from greentrack.errors import MeterError
+
+    try:
+        from greentrack.meters.nvml import list_gpus
+
+        gpus = list_gpus(visible_only=visible_only, env=env)
+    except (MeterError, ImportError, OSError):
+        return []
+    return [g.name for g in gpus]

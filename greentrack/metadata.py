@@ -1,0 +1,74 @@
+"""Run metadata: host, OS, Python, CPU/GPU models, torch/CUDA, command line, git, Slurm.
+
+Collected on the sampler thread (git takes a few milliseconds), never importing torch: torch
+versions are recorded only when the user's program has already imported it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["collect", "git_info"]
+
+
+def git_info(cwd: str | Path | None = None) -> dict[str, Any]:
+    """``{"commit": sha, "dirty": bool}`` of the working directory's repository, or ``{}``."""
+    cwd = str(cwd or os.getcwd())
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=2
+        )
+        if sha.returncode != 0:
+            return {}
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=2,
+        )
+        return {"commit": sha.stdout.strip(), "dirty": bool(status.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {}
+
+
+def collect(device_models: dict[str, str] | None = None) -> dict[str, Any]:
+    """Everything worth knowing about where and how a run ran."""
+    from greentrack import hardware
+
+    meta: dict[str, Any] = {
+        "host": socket.gethostname(),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "cpu_model": hardware.cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "gpu_models": sorted({m for d, m in (device_models or {}).items() if d.startswith("gpu")}),
+        "command": [sys.executable, *sys.argv],
+        "cwd": os.getcwd(),
+        "pid": os.getpid(),
+    }
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        meta["torch"] = getattr(torch, "__version__", None)
+        meta["cuda"] = getattr(getattr(torch, "version", None), "cuda", None)
+    git = git_info()
+    if git:
+        meta["git"] = git
+    slurm = {
+        k: os.environ[v]
+        for k, v in (
+            ("job_id", "SLURM_JOB_ID"),
+            ("node", "SLURMD_NODENAME"),
+            ("array", "SLURM_ARRAY_TASK_ID"),
+        )
+        if v in os.environ
+    }
+    if slurm:
+        meta["slurm"] = slurm
+    return meta

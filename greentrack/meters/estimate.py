@@ -1,0 +1,276 @@
+"""Estimated CPU and RAM energy, for hosts without RAPL. Method ``estimated``, always labelled.
+
+CPU (device ``cpu:estimate``)::
+
+    power_w = tdp_w × load        load = busy CPU time / all CPU time, machine-wide, 0..1
+
+- ``tdp_w`` comes from CodeCarbon's shipped table ``codecarbon/data/hardware/cpu_power.csv``
+  (read here with :mod:`csv`; CodeCarbon itself is not imported), matched against the CPU's
+  model name (``/proc/cpuinfo``) the way CodeCarbon does: exact name, then the name without
+  ``(R)``, ``(TM)``, ``CPU @ x GHz``, ``n-Core Processor``, then the most specific table entry
+  whose words all appear in the model name (ties with different TDPs count as no match).
+  An unknown model gets :data:`DEFAULT_TDP_W` (85 W, CodeCarbon's historic constant), and the
+  meter says so in a warning.
+- ``load`` is machine-wide, from ``psutil.cpu_times()`` deltas between two reads — the same
+  quantity ``psutil.cpu_percent()`` reports, but without its shared module state. Machine-wide,
+  not per-process, to be consistent with RAPL and NVML, which measure whole devices.
+- Energy is ``tdp_w × load × Δt`` summed over read intervals: exact for the model, because
+  ``load`` is the mean over exactly that interval. The model itself is crude: it ignores idle
+  power (0 W at 0 % load) and the non-linearity of real CPUs.
+
+RAM (device ``ram:estimate``): a constant :data:`RAM_W_PER_GIB` = 0.375 W per GiB installed,
+CodeCarbon's historic 3 W per 8 GB, whatever the memory traffic.
+
+Both meters take their clock only from the ``t_mono`` passed to ``start``/``read``.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import importlib.util
+import re
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from greentrack.meters.base import DeviceReading, Meter
+
+__all__ = [
+    "DEFAULT_TDP_W",
+    "RAM_W_PER_GIB",
+    "CpuEstimateMeter",
+    "RamEstimateMeter",
+    "TdpMatch",
+    "cpu_power_table_path",
+    "load_tdp_table",
+    "match_tdp",
+    "system_cpu_times",
+]
+
+DEFAULT_TDP_W = 85.0
+"""TDP assumed for a CPU model missing from the table. Units: W (CodeCarbon's constant)."""
+
+RAM_W_PER_GIB = 0.375
+"""Modelled RAM power per GiB installed. Units: W/GiB (CodeCarbon's historic 3 W per 8 GB)."""
+
+
+def cpu_power_table_path() -> Path | None:
+    """Where CodeCarbon's ``cpu_power.csv`` lies, without importing CodeCarbon; None if absent."""
+    spec = importlib.util.find_spec("codecarbon")
+    for loc in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(loc) / "data" / "hardware" / "cpu_power.csv"
+        if path.is_file():
+            return path
+    return None
+
+
+@functools.lru_cache(maxsize=4)
+def load_tdp_table(path: Path) -> dict[str, float]:
+    """CPU model name -> TDP (W) from a ``Name,TDP`` CSV. Rows that do not parse are skipped."""
+    table: dict[str, float] = {}
+    with open(path, encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f):
+            try:
+                name, tdp = (row.get("Name") or "").strip(), float(row.get("TDP") or "")
+            except ValueError:
+                continue
+            if name and tdp > 0:
+                table.setdefault(name, tdp)
+    return table
+
+
+_NOISE = [
+    r"\((?:r|tm)\)",  # Intel(R) Core(TM)
+    r"\bcpu\s*@\s*[\d.]+\s*ghz\b",  # CPU @ 2.40GHz
+    r"@\s*[\d.]+\s*ghz\b",
+    r"\b\d+-core\b",  # 64-Core
+    r"\bprocessor\b",
+    r"\bcpu\b",
+    r"\bwith radeon .*$",  # AMD Ryzen 7 5800U with Radeon Graphics
+]
+
+
+def _normalise(name: str) -> str:
+    s = name.lower()
+    for pat in _NOISE:
+        s = re.sub(pat, " ", s)
+    return " ".join(s.split())
+
+
+@dataclass(frozen=True, slots=True)
+class TdpMatch:
+    """The TDP chosen for a CPU model.
+
+    Attributes:
+        model: the model name as detected.
+        tdp_w: thermal design power. Units: W.
+        matched: the table entry used, or None when :data:`DEFAULT_TDP_W` was assumed.
+        source: where ``tdp_w`` comes from, in words (for warnings and ``detect``).
+    """
+
+    model: str
+    tdp_w: float
+    matched: str | None
+    source: str
+
+
+def match_tdp(model: str, table: Mapping[str, float]) -> TdpMatch:
+    """Find ``model``'s TDP in ``table`` (see the module docstring); default if not found."""
+    src = "codecarbon's cpu_power.csv"
+    lowered = {name.lower(): name for name in table}
+    if (hit := lowered.get(model.strip().lower())) is not None:
+        return TdpMatch(model, table[hit], hit, src)
+    norm = _normalise(model)
+    by_norm: dict[str, str] = {}
+    for name in table:
+        by_norm.setdefault(_normalise(name), name)
+    if norm and (hit := by_norm.get(norm)) is not None:
+        return TdpMatch(model, table[hit], hit, src)
+    words = set(norm.split())
+    best: list[str] = []
+    best_len = 0
+    for cand_norm, name in by_norm.items():
+        cand = cand_norm.split()
+        # the table entry's words all in the model name, and one of them a model number
+        if cand and set(cand) <= words and any(c.isdigit() for c in cand_norm):
+            if len(cand) > best_len:
+                best, best_len = [name], len(cand)
+            elif len(cand) == best_len:
+                best.append(name)
+    if best and len({table[n] for n in best}) == 1:
+        return TdpMatch(model, table[best[0]], best[0], src)
+    return TdpMatch(model, DEFAULT_TDP_W, None, "default: model not in codecarbon's cpu_power.csv")
+
+
+def host_tdp() -> TdpMatch:
+    """The TDP of this host's CPU (model from ``/proc/cpuinfo``)."""
+    from greentrack.hardware import cpu_model
+
+    model = cpu_model()
+    path = cpu_power_table_path()
+    if path is None:
+        return TdpMatch(model, DEFAULT_TDP_W, None, "default: codecarbon's cpu_power.csv not found")
+    return match_tdp(model, load_tdp_table(path))
+
+
+def system_cpu_times() -> tuple[float, float]:
+    """Machine-wide ``(busy_s, total_s)`` CPU time since boot, summed over all CPUs. Units: s.
+
+    As ``psutil.cpu_percent`` counts it: busy = total − idle − iowait; on Linux guest time is
+    already inside user/nice and is not counted twice.
+    """
+    import psutil
+
+    t = psutil.cpu_times()
+    total = sum(t)
+    if sys.platform.startswith("linux"):
+        total -= getattr(t, "guest", 0.0) + getattr(t, "guest_nice", 0.0)
+    busy = total - t.idle - getattr(t, "iowait", 0.0)
+    return busy, total
+
+
+class CpuEstimateMeter(Meter):
+    """Modelled CPU energy: ``tdp_w × machine-wide load`` integrated over time (``estimated``).
+
+    Args:
+        tdp: the CPU's TDP and where it comes from (:func:`host_tdp` by default).
+        cpu_times: returns cumulative ``(busy_s, total_s)`` CPU time (default
+            :func:`system_cpu_times`); tests pass a scripted one.
+    """
+
+    name = "cpu-estimate"
+    device = "cpu:estimate"
+
+    def __init__(
+        self,
+        tdp: TdpMatch | None = None,
+        *,
+        cpu_times: Callable[[], tuple[float, float]] = system_cpu_times,
+    ) -> None:
+        super().__init__()
+        self.tdp = tdp if tdp is not None else host_tdp()
+        self._cpu_times = cpu_times
+        self._lock = threading.Lock()
+        self._started = False
+        self._energy_j = 0.0
+        self._power_w: float | None = None
+        self._last_t = 0.0
+        self._last_times = (0.0, 0.0)
+        if self.tdp.matched is None:
+            self.warn(
+                f"CPU model {self.tdp.model!r} has no known TDP ({self.tdp.source}): CPU energy "
+                f"is estimated with a default TDP of {self.tdp.tdp_w:g} W × load"
+            )
+
+    @property
+    def tdp_w(self) -> float:
+        """The TDP used. Units: W."""
+        return self.tdp.tdp_w
+
+    def describe(self) -> dict[str, str]:
+        """``{"cpu:estimate": "<model> (TDP <w> W, <source>)"}``."""
+        return {self.device: f"{self.tdp.model} (TDP {self.tdp.tdp_w:g} W, {self.tdp.source})"}
+
+    def start(self, t_mono: float) -> None:
+        """Start integrating at monotonic time ``t_mono`` (s)."""
+        with self._lock:
+            self._started, self._energy_j, self._power_w = True, 0.0, None
+            self._last_t, self._last_times = t_mono, self._cpu_times()
+
+    def read(self, t_mono: float) -> Sequence[DeviceReading]:
+        """Cumulative modelled energy (J) since :meth:`start`; ``power_w``: last interval's mean."""
+        with self._lock:
+            if not self._started:
+                raise RuntimeError("CpuEstimateMeter.read() called before start()")
+            busy_s, total_s = self._cpu_times()
+            d_busy, d_total = busy_s - self._last_times[0], total_s - self._last_times[1]
+            dt_s = t_mono - self._last_t
+            if dt_s > 0 and d_total > 0:
+                load = min(max(d_busy / d_total, 0.0), 1.0)
+                self._power_w = self.tdp.tdp_w * load
+                self._energy_j += self._power_w * dt_s
+                self._last_t, self._last_times = t_mono, (busy_s, total_s)
+            return [DeviceReading("cpu", self.device, self._energy_j, self._power_w, "estimated")]
+
+
+class RamEstimateMeter(Meter):
+    """Modelled RAM energy: constant ``w_per_gib × total_gib`` (``estimated``).
+
+    Args:
+        total_gib: installed RAM (default: this host's). Units: GiB.
+        w_per_gib: modelled power per GiB (default :data:`RAM_W_PER_GIB`). Units: W/GiB.
+    """
+
+    name = "ram-estimate"
+    device = "ram:estimate"
+
+    def __init__(self, total_gib: float | None = None, *, w_per_gib: float = RAM_W_PER_GIB):
+        super().__init__()
+        if total_gib is None:
+            from greentrack.hardware import ram_total_gib
+
+            total_gib = ram_total_gib()
+        self.total_gib = float(total_gib)
+        self.w_per_gib = float(w_per_gib)
+        self.power_w = self.w_per_gib * self.total_gib
+        self._t_start: float | None = None
+        self._t_last = 0.0
+
+    def describe(self) -> dict[str, str]:
+        """``{"ram:estimate": "<n> GiB RAM (0.375 W/GiB model)"}``."""
+        return {self.device: f"{self.total_gib:.1f} GiB RAM ({self.w_per_gib:g} W/GiB model)"}
+
+    def start(self, t_mono: float) -> None:
+        """Start integrating at monotonic time ``t_mono`` (s)."""
+        self._t_start = self._t_last = t_mono
+
+    def read(self, t_mono: float) -> Sequence[DeviceReading]:
+        """``power_w × (t_mono − start)`` in J (a ``t_mono`` before the last read counts as it)."""
+        if self._t_start is None:
+            raise RuntimeError("RamEstimateMeter.read() called before start()")
+        self._t_last = max(self._t_last, t_mono)
+        energy_j = self.power_w * (self._t_last - self._t_start)
+        return [DeviceReading("ram", self.device, energy_j, self.power_w, "estimated")]

@@ -1,0 +1,319 @@
+"""CPU package and DRAM energy from Linux powercap RAPL counters (Intel and AMD).
+
+Layout read, under ``<sysfs>/class/powercap`` (``sysfs`` = ``Config.sysfs`` /
+``GREENTRACK_SYSFS``, default ``/sys``)::
+
+    intel-rapl:0/            name = package-0     -> component cpu,  device cpu:package-0
+      intel-rapl:0:0/        name = core          (ignored: inside the package)
+      intel-rapl:0:1/        name = uncore        (ignored: inside the package)
+      intel-rapl:0:2/        name = dram          -> component dram, device dram:package-0
+    intel-rapl:1/            name = package-1     (second socket) or psys (ignored: platform
+                                                  power, overlaps package + DRAM)
+    intel-rapl-mmio:0/       name = package-0     (same package through MMIO: deduplicated)
+
+Each zone has ``energy_uj`` (a counter, µJ) and ``max_energy_range_uj`` (where it wraps to 0).
+Rules:
+
+- A top-level zone whose name starts with ``package`` (``package-0``, ``package-0-die-1``; the
+  AMD driver uses the same names and tree) is a CPU package; its sub-zone named ``dram`` is
+  that package's DRAM. Every other zone (``core``, ``uncore``, ``psys``) is ignored. The kernel
+  registers DRAM only as a package sub-zone, so a top-level ``dram`` zone is not looked for.
+- Duplicates are dropped by name: the first zone called ``package-0`` wins, the ``intel-rapl``
+  (MSR) control type being looked at before others such as ``intel-rapl-mmio``.
+- Energy is the sum of counter deltas, each taken modulo ``max_energy_range_uj``. That is exact
+  when the counter wraps at most once between two reads: a wrap takes ``max_energy_range_uj /
+  power`` (typically 262 kJ / 200 W ≈ 22 min), so at 1 s sampling this always holds.
+
+Since Linux 5.10 (CVE-2020-8694) ``energy_uj`` is readable by root only; opening the meter then
+raises :class:`~greentrack.errors.MeterPermissionError` whose message is the one-line fix.
+
+All file reads of counters go through :func:`_read_uj` (tests patch it to simulate permissions).
+Paths are found once, when the meter is opened; a read opens one small file per domain.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from greentrack.errors import MeterError, MeterPermissionError
+from greentrack.meters.base import DeviceReading, Meter
+
+__all__ = ["RaplDomain", "RaplMeter", "discover_domains", "permission_fix", "powercap_dir"]
+
+_ZONE = re.compile(r"^(?P<ctl>[A-Za-z][\w-]*):(?P<idx>\d+)$")
+_PRIMARY_CONTROL = "intel-rapl"
+
+
+def _read_uj(path: str) -> int:
+    """Read one counter file (``energy_uj`` or ``max_energy_range_uj``). Units: µJ.
+
+    The only function that reads counters: raises ``OSError`` (``PermissionError`` when the file
+    is not readable by this user) or ``ValueError`` (garbage) for the caller to translate.
+    """
+    with open(path, "rb") as f:
+        return int(f.read().strip())
+
+
+def _read_name(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def powercap_dir(sysfs: str | os.PathLike[str]) -> Path:
+    """``<sysfs>/class/powercap``."""
+    return Path(sysfs) / "class" / "powercap"
+
+
+@dataclass(frozen=True, slots=True)
+class RaplDomain:
+    """One RAPL zone that greentrack measures.
+
+    Attributes:
+        component: ``cpu`` (package) or ``dram``.
+        device: ``cpu:<package name>`` or ``dram:<package name>``.
+        zone: the powercap zone, e.g. ``intel-rapl:0`` or ``intel-rapl:0:2``.
+        energy_path: path of its ``energy_uj`` counter (µJ).
+        max_energy_range_uj: the counter wraps to 0 here. Units: µJ.
+    """
+
+    component: str
+    device: str
+    zone: str
+    energy_path: str
+    max_energy_range_uj: int
+
+
+def _zone_key(entry: str) -> tuple[int, str, int]:
+    m = _ZONE.match(entry)
+    assert m is not None, entry
+    return (0 if m["ctl"] == _PRIMARY_CONTROL else 1, m["ctl"], int(m["idx"]))
+
+
+def _subzones(root: Path, zone_dir: Path, zone: str) -> list[Path]:
+    """Sub-zones of ``zone``: nested directories and/or flat entries ``<zone>:<n>``."""
+    pat = re.compile(re.escape(zone) + r":\d+$")
+    found: dict[str, Path] = {}
+    for base in (zone_dir, root):
+        try:
+            names = os.listdir(base)
+        except OSError:
+            continue
+        for n in names:
+            if pat.match(n) and n not in found and (base / n).is_dir():
+                found[n] = base / n
+    return [found[n] for n in sorted(found, key=lambda s: int(s.rsplit(":", 1)[1]))]
+
+
+def _domain(zone_dir: Path, zone: str, component: str, device: str) -> RaplDomain | None:
+    energy = zone_dir / "energy_uj"
+    if not energy.exists():
+        return None
+    try:
+        max_uj = _read_uj(str(zone_dir / "max_energy_range_uj"))
+    except (FileNotFoundError, ValueError):
+        max_uj = 0
+    return RaplDomain(component, device, zone, str(energy), max_uj)
+
+
+def discover_domains(
+    sysfs: str | os.PathLike[str], components: Iterable[str] = ("cpu", "dram")
+) -> list[RaplDomain]:
+    """The package (``cpu``) and ``dram`` zones to measure, deduplicated; ``[]`` if none.
+
+    Reads only ``name`` and ``max_energy_range_uj`` files (world-readable), never a counter.
+
+    Raises:
+        MeterPermissionError: a ``name`` or ``max_energy_range_uj`` file cannot be read.
+    """
+    wanted = set(components)
+    root = powercap_dir(sysfs)
+    try:
+        entries = sorted((e for e in os.listdir(root) if _ZONE.match(e)), key=_zone_key)
+    except FileNotFoundError:
+        return []
+    except PermissionError as e:
+        raise MeterPermissionError(f"{root} is not readable by this user ({e})") from e
+    out: list[RaplDomain] = []
+    seen: set[tuple[str, str]] = set()
+    try:
+        for zone in entries:
+            zdir = root / zone
+            pkg = _read_name(zdir / "name")
+            if pkg is None or not pkg.lower().startswith("package"):
+                continue
+            d = _domain(zdir, zone, "cpu", f"cpu:{pkg}") if (pkg, "") not in seen else None
+            if d is not None:
+                seen.add((pkg, ""))
+                if "cpu" in wanted:
+                    out.append(d)
+            if "dram" not in wanted or (pkg, "dram") in seen:
+                continue
+            for sub in _subzones(root, zdir, zone):
+                is_dram = (_read_name(sub / "name") or "").lower() == "dram"
+                if is_dram and (d := _domain(sub, sub.name, "dram", f"dram:{pkg}")):
+                    seen.add((pkg, "dram"))
+                    out.append(d)
+                    break
+    except PermissionError as e:
+        raise MeterPermissionError(
+            f"RAPL files under {root} are not readable by this user ({e}); "
+            f"fix: sudo chmod -R a+r {root}/"
+        ) from e
+    return out
+
+
+def permission_fix(root: Path, domains: Sequence[RaplDomain]) -> str:
+    """The one-line message for counters that exist but cannot be read, with the exact fix."""
+    real = os.path.realpath(root)
+    globs: list[str] = []
+    for ctl in dict.fromkeys(d.zone.split(":", 1)[0] for d in domains):
+        globs.append(f"{real}/{ctl}:*/energy_uj")
+        if any(d.component == "dram" and d.zone.startswith(ctl + ":") for d in domains):
+            globs.append(f"{real}/{ctl}:*/{ctl}:*/energy_uj")
+    return (
+        "RAPL energy counters exist but are not readable by this user (root-only since Linux "
+        f"5.10, CVE-2020-8694). Fix: sudo chmod a+r {' '.join(globs)} "
+        "(until reboot; or a udev rule / group — see README)"
+    )
+
+
+@dataclass(slots=True)
+class _State:
+    domain: RaplDomain
+    last_uj: int = 0
+    total_uj: int = 0
+    power_w: float | None = None
+    last_t: float = 0.0
+    failed: bool = False
+
+
+class RaplMeter(Meter):
+    """CPU package(s) and DRAM energy from RAPL counters. Method ``counter``.
+
+    Build it with :meth:`open` (which checks the counters can be read) or from a list of
+    :class:`RaplDomain`. ``energy_j`` is exact to 1 µJ (the counter's unit in sysfs).
+    """
+
+    name = "rapl"
+
+    def __init__(self, domains: Sequence[RaplDomain], *, root: Path | None = None) -> None:
+        super().__init__()
+        self._root = root
+        self._states = [_State(d) for d in domains]
+        self._lock = threading.Lock()
+        self._started = False
+        self._t_start = 0.0
+
+    @classmethod
+    def open(
+        cls, sysfs: str | os.PathLike[str], *, components: Iterable[str] = ("cpu", "dram")
+    ) -> RaplMeter:
+        """Find the domains under ``<sysfs>/class/powercap`` and check each counter reads.
+
+        Args:
+            sysfs: sysfs root (``/sys``).
+            components: which of ``cpu`` and ``dram`` to measure.
+
+        Raises:
+            MeterPermissionError: the counters exist but this user cannot read them (message:
+                the chmod fix with the real paths).
+            MeterError: no RAPL powercap interface or no package domain here.
+        """
+        root = powercap_dir(sysfs)
+        if not root.is_dir():
+            raise MeterError(
+                f"no RAPL powercap interface at {root} (not Linux, a VM without RAPL, or the "
+                "driver is not loaded: try `sudo modprobe intel_rapl_msr`)"
+            )
+        domains = discover_domains(sysfs, components)
+        if not domains:
+            raise MeterError(
+                f"no RAPL {' or '.join(components)} domain under {root} "
+                "(only core/uncore/psys zones, or none)"
+            )
+        for d in domains:
+            try:
+                _read_uj(d.energy_path)
+            except PermissionError as e:
+                raise MeterPermissionError(permission_fix(root, domains)) from e
+            except (OSError, ValueError) as e:
+                raise MeterError(f"RAPL counter {d.energy_path} cannot be read: {e}") from e
+        return cls(domains, root=root)
+
+    @property
+    def domains(self) -> list[RaplDomain]:
+        """The zones measured."""
+        return [s.domain for s in self._states]
+
+    @property
+    def devices(self) -> list[str]:
+        """Device ids, e.g. ``["cpu:package-0", "dram:package-0"]``."""
+        return [s.domain.device for s in self._states]
+
+    def describe(self) -> dict[str, str]:
+        """Device id -> what it is: the CPU model for packages, ``DRAM (<zone>)`` for DRAM."""
+        from greentrack.hardware import cpu_model
+
+        model = cpu_model()
+        return {
+            s.domain.device: model if s.domain.component == "cpu" else f"DRAM ({s.domain.zone})"
+            for s in self._states
+        }
+
+    def _fail(self, s: _State, t_mono: float, err: Exception) -> None:
+        s.failed, s.power_w = True, None
+        self.warn(
+            f"{s.domain.device} RAPL counter {s.domain.energy_path} failed "
+            f"{t_mono - self._t_start:.1f} s after the meter started ({err}); its energy stays "
+            f"at {s.total_uj / 1e6:.3f} J and it is no longer read"
+        )
+
+    def start(self, t_mono: float) -> None:
+        """Baseline every counter at monotonic time ``t_mono`` (s)."""
+        with self._lock:
+            self._started, self._t_start = True, t_mono
+            for s in self._states:
+                s.total_uj, s.power_w, s.last_t, s.failed = 0, None, t_mono, False
+                try:
+                    s.last_uj = _read_uj(s.domain.energy_path)
+                except (OSError, ValueError) as e:
+                    self._fail(s, t_mono, e)
+
+    def read(self, t_mono: float) -> Sequence[DeviceReading]:
+        """Cumulative energy (J) per domain since :meth:`start`, at monotonic ``t_mono`` (s).
+
+        ``power_w`` is the mean power since the previous read (None before the first).
+        """
+        with self._lock:
+            if not self._started:
+                raise RuntimeError("RaplMeter.read() called before start()")
+            for s in self._states:
+                if s.failed:
+                    continue
+                try:
+                    uj = _read_uj(s.domain.energy_path)
+                except (OSError, ValueError) as e:
+                    self._fail(s, t_mono, e)
+                    continue
+                delta_uj = uj - s.last_uj
+                if delta_uj < 0:  # wrapped (at most once: see the module docstring)
+                    delta_uj += s.domain.max_energy_range_uj
+                s.last_uj = uj
+                s.total_uj += max(delta_uj, 0)
+                dt_s = t_mono - s.last_t
+                if dt_s > 0:
+                    s.power_w = delta_uj / 1e6 / dt_s
+                    s.last_t = t_mono
+            return [
+                DeviceReading(
+                    s.domain.component, s.domain.device, s.total_uj / 1e6, s.power_w, "counter"
+                )
+                for s in self._states
+            ]

@@ -1,0 +1,109 @@
+"""``greentrack run -- CMD``: track any command as a child process.
+
+The child's energy is what the meters see while it runs (devices are measured whole, like every
+meter here). Signals sent to greentrack (Ctrl-C, SIGTERM, SIGHUP) are forwarded to the child and
+the run ends ``interrupted``; the child's exit code is returned (128 + N when a signal killed it).
+The child gets ``GREENTRACK_PARENT_RUN`` (and ``GREENTRACK_PLAN`` when a schedule plan is given,
+so that ``run.should_pause()`` in the child follows it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from greentrack.errors import ConfigError
+
+__all__ = ["run_command"]
+
+_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def run_command(
+    argv: Sequence[str],
+    *,
+    project: str | None = None,
+    name: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, Any] | None = None,
+    region: str | None = None,
+    db_url: str | None = None,
+    plan: Mapping[str, Any] | None = None,
+    interval_s: float | None = None,
+    on_started: Callable[[Any, subprocess.Popen[bytes]], Any] | None = None,
+) -> int:
+    """Run ``argv`` tracked; return its exit code.
+
+    Args:
+        on_started: called with ``(run, child)`` once the child runs; it may return an object with
+            ``poll()`` (called every 0.2 s while waiting, e.g. a SIGSTOP/SIGCONT pause controller)
+            and ``release()`` (called before signals are forwarded and at the end).
+    """
+    from greentrack.tracker import Run
+
+    if not argv:
+        raise ConfigError("no command given: greentrack run [OPTIONS] -- CMD [ARGS...]")
+    run = Run(
+        name or os.path.basename(argv[0]),
+        project=project,
+        params=params,
+        tags={**(tags or {}), "command": " ".join(argv)[:500]},
+        region=region,
+        db=db_url,
+        interval_s=interval_s,
+    )
+    if plan:
+        run.set_plan(plan)
+    env = dict(os.environ)
+    env["GREENTRACK_PARENT_RUN"] = run.id
+    if plan:
+        env["GREENTRACK_PLAN"] = json.dumps(plan, default=str)
+    run.start()
+    try:
+        child = subprocess.Popen(list(argv), env=env)
+    except OSError as e:
+        run.stop("failed", f"cannot start {argv[0]!r}: {e.strerror or e}")
+        raise ConfigError(f"cannot start {argv[0]!r}: {e.strerror or e}") from None
+    received: list[int] = []
+    controller = on_started(run, child) if on_started else None
+
+    def forward(signum: int, frame: Any) -> None:
+        received.append(signum)
+        if controller is not None and hasattr(controller, "release"):
+            controller.release()
+        try:
+            child.send_signal(signum)
+        except ProcessLookupError:
+            pass
+
+    previous = {s: signal.signal(s, forward) for s in _FORWARDED}
+    try:
+        while True:
+            try:
+                code = child.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                if controller is not None and hasattr(controller, "poll"):
+                    controller.poll()
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        if controller is not None and hasattr(controller, "release"):
+            controller.release()
+    if received:
+        status, error = "interrupted", f"signal {signal.Signals(received[0]).name} forwarded"
+    elif code == 0:
+        status, error = "finished", None
+    elif code < 0:
+        status, error = "failed", f"killed by {signal.Signals(-code).name}"
+    else:
+        status, error = "failed", f"exit code {code}"
+    run.set_tags(exit_code=code)
+    run.stop(status, error)
+    time.sleep(0)
+    return 128 - code if code < 0 else code

@@ -1,0 +1,293 @@
+"""The store's connection layer: portable SQL over the plain DB-API drivers.
+
+The schema belongs to SQLAlchemy (``models.py``) and Alembic (``migrations/``). Reading and writing
+runs goes through this thin layer instead, because importing SQLAlchemy costs ~250 ms — more than
+greentrack's whole start-up budget — and the tracker must cost the training loop nothing. The SQL
+here is the common subset of SQLite (>= 3.24) and PostgreSQL, with ``:name`` parameters (always
+bound, never interpolated). ``tests/test_store.py`` checks it against the models on both backends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from greentrack.errors import DatabaseURLError, StoreUnavailableError
+from greentrack.security import mask_url
+
+__all__ = ["Connection", "StoreURL", "connect", "parse_url"]
+
+_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
+
+
+@dataclass(frozen=True)
+class StoreURL:
+    """A parsed store location.
+
+    Attributes:
+        dialect: ``sqlite`` or ``postgresql``.
+        sqlalchemy_url: the URL for SQLAlchemy / Alembic.
+        path: the SQLite file (None for PostgreSQL or in-memory).
+        conninfo: the libpq connection string (PostgreSQL only).
+    """
+
+    dialect: str
+    sqlalchemy_url: str
+    path: Path | None = None
+    conninfo: str | None = None
+
+    @property
+    def display(self) -> str:
+        """The URL with any password masked."""
+        return mask_url(self.sqlalchemy_url)
+
+
+def parse_url(url: str) -> StoreURL:
+    """Parse a SQLAlchemy-style URL or a plain SQLite file path.
+
+    Accepts ``sqlite:///relative.db``, ``sqlite:////abs/path.db``, a bare path, and
+    ``postgresql://``, ``postgresql+psycopg://`` or ``postgres://`` URLs.
+    """
+    url = url.strip()
+    if not url:
+        raise DatabaseURLError("empty database URL; use sqlite:///path.db or postgresql+psycopg://")
+    if "://" not in url:
+        path = Path(url).expanduser().resolve()
+        return StoreURL("sqlite", f"sqlite:///{path}", path=path)
+    scheme, _, rest = url.partition("://")
+    scheme = scheme.lower()
+    if scheme == "sqlite":
+        if rest in ("", "/", "/:memory:"):
+            raise DatabaseURLError(
+                "in-memory SQLite cannot hold runs across processes; give a file: sqlite:///runs.db"
+            )
+        if not rest.startswith("/"):
+            raise DatabaseURLError(
+                f"malformed SQLite URL {url!r}: use sqlite:///relative.db or sqlite:////abs.db"
+            )
+        path = Path(rest[1:]).expanduser().resolve()
+        return StoreURL("sqlite", f"sqlite:///{path}", path=path)
+    if scheme in ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2"):
+        parts = urlsplit("postgresql://" + rest)
+        try:
+            _ = parts.port
+        except ValueError:
+            raise DatabaseURLError(
+                f"malformed PostgreSQL URL {mask_url(url)!r}: the port is not a number"
+            ) from None
+        if not parts.hostname and "host=" not in parts.query:
+            raise DatabaseURLError(
+                f"PostgreSQL URL {mask_url(url)!r} has no host: use "
+                "postgresql+psycopg://user@host:5432/dbname"
+            )
+        if not parts.path.strip("/"):
+            raise DatabaseURLError(
+                f"PostgreSQL URL {mask_url(url)!r} names no database: add /dbname at the end"
+            )
+        return StoreURL(
+            "postgresql",
+            "postgresql+psycopg://" + rest,
+            conninfo="postgresql://" + rest,
+        )
+    raise DatabaseURLError(
+        f"unsupported database URL scheme {scheme!r} in {mask_url(url)!r}: use "
+        "sqlite:///path.db or postgresql+psycopg://user@host/db"
+    )
+
+
+class Connection:
+    """A DB-API connection with ``:name`` parameters on both backends, and type adapters."""
+
+    def __init__(self, raw: Any, url: StoreURL) -> None:
+        self.raw = raw
+        self.url = url
+        self.dialect = url.dialect
+        self._lock = threading.RLock()
+
+    # -- parameters and types ------------------------------------------------------------
+    def _sql(self, sql: str) -> str:
+        if self.dialect == "sqlite":
+            return sql
+        return _PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
+
+    def _value(self, v: Any) -> Any:
+        if isinstance(v, datetime):
+            return v.strftime(_SQLITE_TIME) if self.dialect == "sqlite" else v
+        if isinstance(v, (dict, list)):
+            return json.dumps(v, default=str)
+        return v
+
+    def _params(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        return {k: self._value(v) for k, v in (params or {}).items()}
+
+    # -- execution -----------------------------------------------------------------------
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        with self._lock:
+            cur = self.raw.cursor()
+            cur.execute(self._sql(sql), self._params(params))
+            return cur
+
+    def executemany(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        with self._lock:
+            cur = self.raw.cursor()
+            cur.executemany(self._sql(sql), [self._params(r) for r in rows])
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Run a SELECT; rows as dicts."""
+        with self._lock:
+            cur = self.execute(sql, params)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        with self._lock:
+            row = self.execute(sql, params).fetchone()
+            return None if row is None else row[0]
+
+    def commit(self) -> None:
+        with self._lock:
+            self.raw.commit()
+
+    def rollback(self) -> None:
+        with self._lock:
+            try:
+                self.raw.rollback()
+            except Exception:  # noqa: BLE001 - a dead connection cannot roll back
+                pass
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self.raw.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def table_names(self) -> set[str]:
+        if self.dialect == "sqlite":
+            rows = self.query("SELECT name FROM sqlite_master WHERE type = 'table'")
+        else:
+            rows = self.query(
+                "SELECT table_name AS name FROM information_schema.tables "
+                "WHERE table_schema = current_schema()"
+            )
+        return {r["name"] for r in rows}
+
+    def insert_sql(
+        self,
+        table: str,
+        columns: Iterable[str],
+        conflict: Sequence[str],
+        update: Iterable[str] = (),
+    ) -> str:
+        """``INSERT ... ON CONFLICT (conflict) DO NOTHING | DO UPDATE SET col = excluded.col``."""
+        cols = list(columns)
+        head = (
+            f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)}) "
+            f"ON CONFLICT ({', '.join(conflict)}) "
+        )
+        upd = list(update)
+        if not upd:
+            return head + "DO NOTHING"
+        return head + "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in upd)
+
+
+def decode_json(value: Any) -> Any:
+    """JSON column value -> Python (SQLite returns text, psycopg returns parsed objects)."""
+    if value is None or isinstance(value, (dict, list)):
+        return value
+    try:
+        return json.loads(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def decode_time(value: Any) -> datetime | None:
+    """DateTime column value -> naive UTC datetime."""
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
+
+
+def _ensure_private_file(path: Path) -> None:
+    """Create the SQLite file (and its folder) readable by the user only."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not path.exists():
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+    except OSError as e:
+        raise DatabaseURLError(
+            f"cannot create the database file {path} ({e.strerror}); choose a writable location "
+            "with --db or GREENTRACK_DB"
+        ) from None
+    if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
+        raise DatabaseURLError(
+            f"the database file {path} is not writable by this user; fix its permissions or "
+            "choose another with --db or GREENTRACK_DB"
+        )
+
+
+def connect(url: str | StoreURL, *, timeout_s: float = 30.0, create: bool = True) -> Connection:
+    """Open a connection. SQLite gets WAL mode and a busy timeout so processes can share it.
+
+    Raises:
+        DatabaseURLError: malformed URL or unusable file location.
+        StoreUnavailableError: the server cannot be reached (connection refused, auth, ...).
+    """
+    parsed = url if isinstance(url, StoreURL) else parse_url(url)
+    if parsed.dialect == "sqlite":
+        assert parsed.path is not None
+        if create:
+            _ensure_private_file(parsed.path)
+        elif not parsed.path.exists():
+            raise DatabaseURLError(f"no greentrack database at {parsed.path}")
+        try:
+            raw = sqlite3.connect(
+                str(parsed.path), timeout=timeout_s, check_same_thread=False, isolation_level=None
+            )
+            raw.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+            raw.execute("PRAGMA journal_mode = WAL")
+            raw.execute("PRAGMA synchronous = NORMAL")
+            raw.execute("PRAGMA foreign_keys = ON")
+            raw.isolation_level = "DEFERRED"
+        except sqlite3.Error as e:
+            raise StoreUnavailableError(f"cannot open SQLite database {parsed.path}: {e}") from None
+        return Connection(raw, parsed)
+    try:
+        import psycopg
+    except ImportError:
+        raise DatabaseURLError(
+            "PostgreSQL needs the psycopg driver: pip install 'greentrack[postgres]'"
+        ) from None
+    try:
+        raw = psycopg.connect(parsed.conninfo, connect_timeout=max(1, int(timeout_s)))
+    except psycopg.OperationalError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise StoreUnavailableError(
+            f"cannot connect to {parsed.display}: {mask_url(unquote(first))}"
+        ) from None
+    return Connection(raw, parsed)
+
+
+def driver_errors() -> tuple[type[BaseException], ...]:
+    """The driver exceptions that mean 'the store failed' (as opposed to our own bugs)."""
+    errors: list[type[BaseException]] = [sqlite3.Error, OSError]
+    try:
+        import psycopg
+
+        errors.append(psycopg.Error)
+    except ImportError:
+        pass
+    return tuple(errors)

@@ -1,0 +1,285 @@
+"""Writing checkpoints to the store, and spooling them to disk when the store is away.
+
+A :class:`Checkpoint` is everything new since the previous one (samples, metrics, events, phases)
+plus the latest cumulative state (components, run fields). Every write is idempotent — rows have
+natural unique keys and ``ON CONFLICT`` clauses, run fields are guarded by a sequence number — so a
+checkpoint can be replayed from the spool any number of times, in any order, without double
+counting or regressing a run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from greentrack.errors import StoreError, StoreUnavailableError
+from greentrack.store.dbapi import Connection, connect, driver_errors
+from greentrack.store.schema import ensure_schema
+
+__all__ = ["Checkpoint", "Spool", "StoreWriter"]
+
+_RUN_INSERT = (
+    "id", "project", "name", "status", "started_at", "heartbeat_at", "energy_j", "pue", "region",
+    "region_origin", "host", "pid", "world_size", "checkpoint_s", "checkpoint_seq", "meta",
+)  # fmt: skip
+_RUN_UPDATE = (
+    "status", "ended_at", "heartbeat_at", "duration_s", "pue", "region", "region_origin",
+    "co2e_g", "co2e_g_annual", "intensity_source", "intensity_series", "world_size", "meta",
+    "error", "flops", "plan", "forecast",
+)  # fmt: skip
+
+
+@dataclass
+class Checkpoint:
+    """A batch for the store. Lists hold only rows new since the last checkpoint.
+
+    ``run`` holds the run row's latest fields (times as naive UTC datetimes); ``components``
+    the latest cumulative energy per device of this process.
+    """
+
+    run_id: str
+    rank: int
+    seq: int
+    run: dict[str, Any] = field(default_factory=dict)
+    owner: bool = True  # whether this process may update the run row (rank 0)
+    components: list[dict[str, Any]] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    phases: list[dict[str, Any]] = field(default_factory=list)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def merge(self, newer: Checkpoint) -> Checkpoint:
+        """One checkpoint equivalent to writing ``self`` then ``newer``."""
+        phases = {p["id"]: p for p in self.phases}
+        phases.update({p["id"]: p for p in newer.phases})
+        return Checkpoint(
+            run_id=self.run_id,
+            rank=self.rank,
+            seq=max(self.seq, newer.seq),
+            run={**self.run, **newer.run},
+            owner=self.owner,
+            components=newer.components or self.components,
+            samples=self.samples + newer.samples,
+            phases=list(phases.values()),
+            metrics=self.metrics + newer.metrics,
+            events=self.events + newer.events,
+            params={**self.params, **newer.params},
+            tags={**self.tags, **newer.tags},
+        )
+
+    # -- spool format: one JSON object per line ---------------------------------------------
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), default=_encode, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, line: str) -> Checkpoint:
+        data = json.loads(line)
+        for key in ("started_at", "ended_at", "heartbeat_at"):
+            if data["run"].get(key):
+                data["run"][key] = datetime.fromisoformat(data["run"][key])
+        for p in data["phases"]:
+            for key in ("started_at", "ended_at"):
+                if p.get(key):
+                    p[key] = datetime.fromisoformat(p[key])
+        return cls(**data)
+
+
+def _encode(obj: Any) -> Any:
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    return str(obj)
+
+
+class StoreWriter:
+    """Writes checkpoints through one lazily opened connection; reconnects after failures."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._conn: Connection | None = None
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            conn = connect(self.url)
+            try:
+                ensure_schema(conn)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def open(self) -> None:
+        """Connect and check the schema now (raises StoreError subclasses)."""
+        try:
+            self._connection()
+        except driver_errors() as e:
+            raise StoreUnavailableError(f"store unavailable: {type(e).__name__}: {e}") from e
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def write(self, cp: Checkpoint) -> None:
+        """Write one checkpoint in one transaction.
+
+        Raises:
+            StoreUnavailableError: the database failed (the caller spools the checkpoint).
+            StoreError: the schema is wrong (SchemaOutdatedError) or the URL is unusable.
+        """
+        try:
+            conn = self._connection()
+            try:
+                _write(conn, cp)
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+        except StoreError:
+            self.close()
+            raise
+        except driver_errors() as e:
+            self.close()
+            raise StoreUnavailableError(f"store unavailable: {type(e).__name__}: {e}") from e
+
+
+def _write(conn: Connection, cp: Checkpoint) -> None:
+    rid = cp.run_id
+    if cp.run:
+        row = {k: cp.run.get(k) for k in _RUN_INSERT}
+        row.update(id=rid, checkpoint_seq=0)
+        row["energy_j"] = row["energy_j"] or 0.0
+        row["pue"] = row["pue"] or 1.0
+        row["world_size"] = row["world_size"] or 1
+        row["checkpoint_s"] = row["checkpoint_s"] or 10.0
+        conn.execute(conn.insert_sql("runs", _RUN_INSERT, ["id"]), row)
+    if cp.params:
+        conn.executemany(
+            conn.insert_sql("params", ["run_id", "key", "value"], ["run_id", "key"], ["value"]),
+            [{"run_id": rid, "key": k, "value": str(v)} for k, v in cp.params.items()],
+        )
+    if cp.tags:
+        conn.executemany(
+            conn.insert_sql("tags", ["run_id", "key", "value"], ["run_id", "key"], ["value"]),
+            [{"run_id": rid, "key": k, "value": str(v)} for k, v in cp.tags.items()],
+        )
+    if cp.components:
+        cols = ["run_id", "rank", "host", "component", "device", "energy_j", "method", "model",
+                "seq"]  # fmt: skip
+        sql = conn.insert_sql(
+            "components", cols, ["run_id", "rank", "device"],
+            ["energy_j", "method", "model", "host", "seq"],
+        ) + " WHERE components.seq <= excluded.seq"  # fmt: skip
+        conn.executemany(
+            sql, [{**c, "run_id": rid, "rank": cp.rank, "seq": cp.seq} for c in cp.components]
+        )
+    if cp.samples:
+        cols = ["run_id", "rank", "device", "component", "t_s", "energy_j", "power_w"]
+        conn.executemany(
+            conn.insert_sql("samples", cols, ["run_id", "rank", "device", "t_s"]),
+            [{**s, "run_id": rid, "rank": cp.rank} for s in cp.samples],
+        )
+    if cp.metrics:
+        cols = ["run_id", "key", "step", "value", "t_s"]
+        conn.executemany(
+            conn.insert_sql("metrics", cols, ["run_id", "key", "step", "t_s"]),
+            [{**m, "run_id": rid} for m in cp.metrics],
+        )
+    if cp.events:
+        cols = ["id", "run_id", "rank", "t_s", "level", "source", "message"]
+        conn.executemany(
+            conn.insert_sql("events", cols, ["id"]),
+            [{**e, "run_id": rid, "rank": cp.rank} for e in cp.events],
+        )
+    if cp.phases:
+        cols = ["id", "run_id", "rank", "name", "path", "depth", "started_at", "ended_at", "t0_s",
+                "t1_s", "duration_s", "energy_j", "components", "co2e_g"]  # fmt: skip
+        conn.executemany(
+            conn.insert_sql(
+                "phases",
+                cols,
+                ["id"],
+                ["ended_at", "t1_s", "duration_s", "energy_j", "components", "co2e_g"],
+            ),  # fmt: skip
+            [{**{c: p.get(c) for c in cols}, "run_id": rid, "rank": cp.rank} for p in cp.phases],
+        )
+    if cp.owner and cp.run:
+        fields = [k for k in _RUN_UPDATE if k in cp.run]
+        sets = ", ".join(f"{k} = :{k}" for k in fields)
+        conn.execute(
+            f"UPDATE runs SET {sets}{', ' if sets else ''}checkpoint_seq = :seq "
+            "WHERE id = :id AND checkpoint_seq < :seq",
+            {**{k: cp.run[k] for k in fields}, "seq": cp.seq, "id": rid},
+        )
+    elif cp.run.get("heartbeat_at"):
+        conn.execute(
+            "UPDATE runs SET heartbeat_at = :hb WHERE id = :id AND "
+            "(heartbeat_at IS NULL OR heartbeat_at < :hb)",
+            {"hb": cp.run["heartbeat_at"], "id": rid},
+        )
+    if cp.components:
+        conn.execute(
+            "UPDATE runs SET energy_j = (SELECT COALESCE(SUM(energy_j), 0) FROM components "
+            "WHERE components.run_id = :id) WHERE id = :id",
+            {"id": rid},
+        )
+
+
+class Spool:
+    """Checkpoints that could not be written, one JSON line each in ``<dir>/<run>.<rank>.jsonl``.
+
+    Files are created readable by the user only. A full disk raises ``OSError(ENOSPC)``, which the
+    sampler turns into a warning (the checkpoint then stays in memory, merged and bounded).
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = Path(directory)
+
+    def path(self, run_id: str, rank: int) -> Path:
+        return self.dir / f"{run_id}.{rank}.jsonl"
+
+    def append(self, cp: Checkpoint) -> Path:
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self.path(cp.run_id, cp.rank)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            data = (cp.to_json() + "\n").encode()
+            written = os.write(fd, data)
+            if written != len(data):
+                raise OSError(errno.ENOSPC, "short write to the spool")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return path
+
+    def pending(self, run_id: str | None = None) -> list[Path]:
+        if not self.dir.is_dir():
+            return []
+        pattern = f"{run_id}.*.jsonl" if run_id else "*.jsonl"
+        return sorted(self.dir.glob(pattern))
+
+    def replay(self, writer: StoreWriter, path: Path) -> int:
+        """Write every checkpoint of one spool file, then delete it. Returns how many."""
+        lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        count = 0
+        for line in lines:
+            try:
+                cp = Checkpoint.from_json(line)
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn last line after a crash: everything before it is intact
+            writer.write(cp)
+            count += 1
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return count
+
+    def replay_all(self, writer: StoreWriter, run_id: str | None = None) -> int:
+        return sum(self.replay(writer, p) for p in self.pending(run_id))

@@ -1,0 +1,251 @@
+"""Simulated NVIDIA GPUs installed under the real ``pynvml`` module (via ``monkeypatch``).
+
+    fake = FakeNvml([FakeGpu("NVIDIA A100-SXM4-80GB", power_w=[(0, 300), (2, 100)]),
+                     FakeGpu("Tesla P100-PCIE-16GB", energy_counter=False, power_w=180)])
+    fake.install(monkeypatch)
+    meter = NvmlMeter()            # sees two GPUs through pynvml
+    fake.advance(1.5)              # explicit clock: exact ground truth
+    fake.expected_energy_j(0)      # J since t = 0
+    with fake: ...                 # wall clock (time.monotonic) for end-to-end tests
+
+Everything the meter calls is replaced: ``nvmlInit``/``nvmlShutdown`` (reference counted, like
+NVML; device calls before init raise ``NVML_ERROR_UNINITIALIZED``), ``nvmlDeviceGetCount``,
+``...GetHandleByIndex``, ``...GetHandleByUUID``, ``...GetIndex``, ``...GetName``, ``...GetUUID``,
+``...GetTotalEnergyConsumption`` (mJ: ``initial_mj + int(E_J·1000)``), ``...GetPowerUsage``
+(mW: ``round(P_W·1000)``). Errors are real ``pynvml.NVMLError(code)`` instances, so the code
+under test sees the exact exception classes NVML raises (``NVMLError_NotSupported``, ...).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pynvml
+
+from fakes.powercap import Script, integrate_j, power_at_w
+
+__all__ = ["FakeGpu", "FakeNvml", "default_gpus"]
+
+
+@dataclass
+class FakeGpu:
+    """One simulated GPU.
+
+    Attributes:
+        name: model name returned by ``nvmlDeviceGetName``.
+        power_w: power script (W): a constant or ``[(t_s, power_w), ...]`` piecewise constant.
+        energy_counter: False -> ``nvmlDeviceGetTotalEnergyConsumption`` raises NOT_SUPPORTED
+            (pre-Volta GPUs): the meter must fall back to sampling power.
+        uuid: ``GPU-...``; derived from the index when None.
+        fail_after_reads: after this many successful energy/power calls, every call on the
+            device raises ``fail_code`` (a GPU that falls off the bus mid-run).
+        fail_at_s: same, from this fake time on. Units: s.
+        fail_code: the NVML error code of the failure (default GPU_IS_LOST).
+        initial_mj: energy counter at t = 0 (since "driver load"). Units: mJ.
+    """
+
+    name: str = "NVIDIA A100-SXM4-80GB"
+    power_w: Script = 250.0
+    energy_counter: bool = True
+    uuid: str | None = None
+    fail_after_reads: int | None = None
+    fail_at_s: float | None = None
+    fail_code: int = pynvml.NVML_ERROR_GPU_IS_LOST
+    initial_mj: int = 987_654_321
+    reads: int = field(default=0, init=False)
+
+
+def default_gpus() -> list[FakeGpu]:
+    """A counter-capable A100 with a stepped trace and a power-only (pre-Volta) P100."""
+    return [
+        FakeGpu("NVIDIA A100-SXM4-80GB", power_w=[(0.0, 300.0), (1.0, 120.0), (2.5, 310.0)]),
+        FakeGpu("Tesla P100-PCIE-16GB", power_w=[(0.0, 150.0), (0.7, 40.0)], energy_counter=False),
+    ]
+
+
+class _Handle:
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __repr__(self) -> str:
+        return f"<fake nvml handle {self.index}>"
+
+
+class FakeNvml:
+    """Simulated NVML. Configure GPUs, :meth:`install`, then drive the clock.
+
+    Args:
+        gpus: the devices, in NVML index order (default :func:`default_gpus`).
+        init_error: if set, ``nvmlInit`` raises ``NVMLError(init_error)`` (e.g.
+            ``NVML_ERROR_LIBRARY_NOT_FOUND``: a host without the driver).
+    """
+
+    def __init__(self, gpus: Iterable[FakeGpu] | None = None, *, init_error: int | None = None):
+        self.gpus: list[FakeGpu] = []
+        self.set_gpus(default_gpus() if gpus is None else gpus)
+        self.init_error = init_error
+        self.init_count = 0  # current NVML reference count
+        self.calls: dict[str, int] = {}
+        self.t_s = 0.0
+        self._wall_origin: float | None = None
+        self._lock = threading.RLock()
+
+    def set_gpus(self, gpus: Iterable[FakeGpu]) -> None:
+        """Replace the devices (before the code under test enumerates them)."""
+        self.gpus = list(gpus)
+        for i, g in enumerate(self.gpus):
+            if g.uuid is None:
+                seed = (0x9E3779B1 * (i + 1)) & 0xFFFFFFFF  # distinct leading digits per index
+                g.uuid = f"GPU-{seed:08x}-4a5b-8c9d-0e1f-{i:012x}"
+
+    # ---- clock ----------------------------------------------------------------------------
+
+    def now_s(self) -> float:
+        """Fake time now: the explicit clock, or wall time while started. Units: s."""
+        with self._lock:
+            if self._wall_origin is not None:
+                return time.monotonic() - self._wall_origin
+            return self.t_s
+
+    def advance(self, dt_s: float) -> None:
+        """Move the explicit clock forward by ``dt_s`` seconds."""
+        with self._lock:
+            if self._wall_origin is not None:
+                raise RuntimeError("advance() while on the wall clock; stop() first")
+            self.t_s += dt_s
+
+    def start(self) -> FakeNvml:
+        """Follow the wall clock (``time.monotonic``) from the current fake time on."""
+        with self._lock:
+            if self._wall_origin is None:
+                self._wall_origin = time.monotonic() - self.t_s
+        return self
+
+    def stop(self) -> None:
+        """Freeze the clock at the current wall time."""
+        with self._lock:
+            if self._wall_origin is not None:
+                self.t_s = time.monotonic() - self._wall_origin
+                self._wall_origin = None
+
+    def fake_time_at(self, t_mono: float) -> float:
+        """Fake time of a ``time.monotonic()`` value while on the wall clock."""
+        assert self._wall_origin is not None, "not on the wall clock"
+        return t_mono - self._wall_origin
+
+    def __enter__(self) -> FakeNvml:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # ---- ground truth ---------------------------------------------------------------------
+
+    def expected_energy_j(
+        self, index: int, since_s: float = 0.0, until_s: float | None = None
+    ) -> float:
+        """Scripted energy of GPU ``index`` in [since, until] (default until now). Units: J."""
+        until = self.now_s() if until_s is None else until_s
+        return integrate_j(self.gpus[index].power_w, since_s, until)
+
+    def power_w(self, index: int, t_s: float | None = None) -> float:
+        """Scripted power of GPU ``index`` at fake time t (default now). Units: W."""
+        return power_at_w(self.gpus[index].power_w, self.now_s() if t_s is None else t_s)
+
+    # ---- the patched API ------------------------------------------------------------------
+
+    def install(self, monkeypatch: Any) -> FakeNvml:
+        """Patch the real ``pynvml`` module's functions with this fake."""
+        for name in (
+            "nvmlInit",
+            "nvmlShutdown",
+            "nvmlDeviceGetCount",
+            "nvmlDeviceGetHandleByIndex",
+            "nvmlDeviceGetHandleByUUID",
+            "nvmlDeviceGetIndex",
+            "nvmlDeviceGetName",
+            "nvmlDeviceGetUUID",
+            "nvmlDeviceGetTotalEnergyConsumption",
+            "nvmlDeviceGetPowerUsage",
+        ):
+            monkeypatch.setattr(pynvml, name, self._counted(name, getattr(self, "_" + name)))
+        monkeypatch.setattr(pynvml, "nvmlInitWithFlags", lambda flags=0: pynvml.nvmlInit())
+        return self
+
+    def _counted(self, name: str, fn: Any) -> Any:
+        def wrapper(*args: Any) -> Any:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return fn(*args)
+
+        wrapper.__name__ = name
+        return wrapper
+
+    def _need_init(self) -> None:
+        if self.init_count <= 0:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_UNINITIALIZED)
+
+    def _gpu(self, handle: Any) -> FakeGpu:
+        self._need_init()
+        if not isinstance(handle, _Handle) or not 0 <= handle.index < len(self.gpus):
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        g = self.gpus[handle.index]
+        failing = (g.fail_after_reads is not None and g.reads >= g.fail_after_reads) or (
+            g.fail_at_s is not None and self.now_s() >= g.fail_at_s
+        )
+        if failing:
+            raise pynvml.NVMLError(g.fail_code)
+        return g
+
+    def _nvmlInit(self) -> None:
+        if self.init_error is not None:
+            raise pynvml.NVMLError(self.init_error)
+        self.init_count += 1
+
+    def _nvmlShutdown(self) -> None:
+        self._need_init()
+        self.init_count -= 1
+
+    def _nvmlDeviceGetCount(self) -> int:
+        self._need_init()
+        return len(self.gpus)
+
+    def _nvmlDeviceGetHandleByIndex(self, index: int) -> _Handle:
+        self._need_init()
+        if not 0 <= index < len(self.gpus):
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return _Handle(index)
+
+    def _nvmlDeviceGetHandleByUUID(self, uuid: str) -> _Handle:
+        self._need_init()
+        for i, g in enumerate(self.gpus):
+            if g.uuid == uuid:
+                return _Handle(i)
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
+
+    def _nvmlDeviceGetIndex(self, handle: Any) -> int:
+        self._gpu(handle)
+        return handle.index
+
+    def _nvmlDeviceGetName(self, handle: Any) -> str:
+        return self._gpu(handle).name
+
+    def _nvmlDeviceGetUUID(self, handle: Any) -> str:
+        return str(self._gpu(handle).uuid)
+
+    def _nvmlDeviceGetTotalEnergyConsumption(self, handle: Any) -> int:
+        g = self._gpu(handle)
+        if not g.energy_counter:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        g.reads += 1
+        return g.initial_mj + int(integrate_j(g.power_w, 0.0, self.now_s()) * 1000)
+
+    def _nvmlDeviceGetPowerUsage(self, handle: Any) -> int:
+        g = self._gpu(handle)
+        g.reads += 1
+        return round(power_at_w(g.power_w, self.now_s()) * 1000)
