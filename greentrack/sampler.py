@@ -78,6 +78,8 @@ class Sampler:
         self._due = threading.Event()
         self._failed: set[int] = set()
         self.t0_mono, self.t0_wall = self.clock()
+        self.t1_mono: float | None = None
+        self.t1_wall: float | None = None
         self._last_checkpoint = self.t0_mono
         self.reads = 0
 
@@ -202,18 +204,25 @@ class Sampler:
             self.checkpoint()
 
     def stop(self) -> dict[str, DeviceReading]:
-        """Stop the threads, take a final reading (always kept), return the final readings."""
+        """Take the final reading (always kept) at once, then stop the threads.
+
+        The run's window ends at this reading (:attr:`t1_mono`), not after an in-flight
+        checkpoint finishes.
+        """
         self._stop.set()
         self._due.set()
+        with self._lock:
+            mono, wall = self.clock()
+            self._read(mono, wall, keep_all=True)
+            self.t1_mono, self.t1_wall = mono, wall
+            final = dict(self.latest)
         for thread in (self._thread, self._writer):
             if thread is not None and thread is not threading.current_thread():
                 thread.join(timeout=max(5.0, 3 * self.interval_s))
         with self._lock:
-            mono, wall = self.clock()
-            self._read(mono, wall, keep_all=True)
             for meter in self.meters:
                 try:
                     meter.close()
                 except MeterError:
                     pass
-            return dict(self.latest)
+        return final

@@ -40,7 +40,12 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar, overload
 
 from greentrack.config import Config, load_config
-from greentrack.errors import GreentrackError, StoreError, StoreUnavailableError
+from greentrack.errors import (
+    DatabaseURLError,
+    GreentrackError,
+    StoreError,
+    StoreUnavailableError,
+)
 from greentrack.meters.base import DeviceReading, Meter
 from greentrack.sampler import Sampler
 from greentrack.store.dbapi import parse_url
@@ -238,7 +243,8 @@ class Run:
         self._meters_override = list(meters) if meters is not None else None
         self._sampler: Sampler | None = None
         self._writer: StoreWriter | None = None
-        self._spool = Spool(self.config.spool_dir)
+        self._spool = Spool.for_store(self.config.spool_dir, self.db_url)
+        self._replayed_others = False
         self._state_lock = threading.RLock()
         self._io_lock = threading.Lock()
         self._seq = 0
@@ -271,7 +277,9 @@ class Run:
         """Start measuring. Raises a one-line GreentrackError for bad input (URL, region)."""
         if self.status != "created":
             raise GreentrackError(f"run {self.id[:8]} was already started")
-        parse_url(self.db_url)  # a malformed URL is the user's input: fail before training
+        self.db_url = parse_url(
+            self.db_url
+        ).sqlalchemy_url  # a malformed URL is the user's input: fail before training
         self._writer = StoreWriter(self.db_url)
         meters = self._meters_override
         if meters is None:
@@ -291,9 +299,8 @@ class Run:
             on_warning=self._on_warning,
         )
         self.status = "running"
-        self.t0_mono = time.monotonic()
-        self.t0_wall = time.time()
         self._sampler.start()
+        self.t0_mono, self.t0_wall = self._sampler.t0_mono, self._sampler.t0_wall  # the baseline
         with _ACTIVE_LOCK:
             _ACTIVE.append(self)
         _install_signal_handlers()
@@ -310,7 +317,7 @@ class Run:
         while self._phase_stack:  # phases left open by an exception are closed at the end
             self._close_phase(self._phase_stack[-1])
         self._sampler.stop()
-        self.t1_mono = time.monotonic()
+        self.t1_mono = self._sampler.t1_mono
         with _ACTIVE_LOCK:
             if self in _ACTIVE:
                 _ACTIVE.remove(self)
@@ -694,13 +701,18 @@ class Run:
                     self._spool.replay(self._writer, path)
                 self._writer.write(cp)
                 self._retry_after = 0.0
+                if not self._replayed_others and not final:
+                    self._replayed_others = True  # earlier runs' spooled readings, once
+                    for path in self._spool.pending():
+                        if not path.name.startswith(self.id):
+                            self._spool.replay(self._writer, path)
                 if self._store_warned:
                     self._store_warned = False
                     log.warning("greentrack: store reachable again; spooled readings written")
-            except StoreError as e:
+            except (StoreError, DatabaseURLError) as e:
                 self._retry_after = time.monotonic() + min(30.0, max(2.0, self.checkpoint_s))
                 self._to_spool(cp)
-                if not self._store_warned:
+                if final or not self._store_warned:
                     self._store_warned = True
                     hint = "run `greentrack sync` once it is back" if final else "will retry"
                     kind = "unreachable" if isinstance(e, StoreUnavailableError) else "unusable"

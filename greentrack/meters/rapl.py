@@ -20,9 +20,13 @@ Rules:
   registers DRAM only as a package sub-zone, so a top-level ``dram`` zone is not looked for.
 - Duplicates are dropped by name: the first zone called ``package-0`` wins, the ``intel-rapl``
   (MSR) control type being looked at before others such as ``intel-rapl-mmio``.
-- Energy is the sum of counter deltas, each taken modulo ``max_energy_range_uj``. That is exact
-  when the counter wraps at most once between two reads: a wrap takes ``max_energy_range_uj /
-  power`` (typically 262 kJ / 200 W ≈ 22 min), so at 1 s sampling this always holds.
+- Energy is the sum of counter deltas, a negative delta meaning one wrap (``+
+  max_energy_range_uj``). That is exact when less than ``max_energy_range_uj`` of energy passes
+  between two reads (the counter wraps at most once and does not overtake its previous value):
+  a full range takes ``max_energy_range_uj / power`` (typically 262 kJ / 200 W ≈ 22 min), so at
+  1 s sampling this always holds. More than a range between two reads cannot be detected and
+  loses a whole range. (The kernel's counter really wraps one counter unit, ~61 µJ, after
+  ``max_energy_range_uj``; like other tools we ignore that < 1e-9 relative error.)
 
 Since Linux 5.10 (CVE-2020-8694) ``energy_uj`` is readable by root only; opening the meter then
 raises :class:`~greentrack.errors.MeterPermissionError` whose message is the one-line fix.

@@ -62,6 +62,11 @@ def parse_url(url: str) -> StoreURL:
     if not url:
         raise DatabaseURLError("empty database URL; use sqlite:///path.db or postgresql+psycopg://")
     if "://" not in url:
+        if re.match(r"^[a-zA-Z][a-zA-Z0-9+]*:(?!\\)", url) and len(url.split(":", 1)[0]) > 1:
+            raise DatabaseURLError(
+                f"malformed database URL {mask_url(url)!r}: missing '//' after the scheme; use "
+                "sqlite:///path.db or postgresql+psycopg://user@host/db"
+            )
         path = Path(url).expanduser().resolve()
         return StoreURL("sqlite", f"sqlite:///{path}", path=path)
     scheme, _, rest = url.partition("://")

@@ -50,7 +50,7 @@ def sync(config: Config, url: str | None = None) -> SyncResult:
     from greentrack.store.queries import open_store, reconcile
 
     url = url or config.db_url
-    spool = Spool(config.spool_dir)
+    spool = Spool.for_store(config.spool_dir, url)
     files = spool.pending()
     writer = StoreWriter(url)
     try:

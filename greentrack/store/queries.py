@@ -147,8 +147,13 @@ def list_runs(
 
 
 def resolve_run_id(conn: Connection, prefix: str) -> str:
-    """The full id of the one run whose id starts with ``prefix``."""
+    """The full id of the one run whose id starts with ``prefix`` (or ``latest``)."""
     prefix = prefix.strip().lower()
+    if prefix in ("latest", "last"):
+        row = conn.query("SELECT id FROM runs ORDER BY started_at DESC, id LIMIT 1")
+        if not row:
+            raise RunLookupError("the store has no runs yet: try `greentrack run -- CMD`")
+        return row[0]["id"]
     if not prefix or not all(c in "0123456789abcdef" for c in prefix):
         raise RunLookupError(f"{prefix!r} is not a run id (hex); list runs with `greentrack runs`")
     rows = conn.query(

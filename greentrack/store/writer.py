@@ -243,6 +243,16 @@ class Spool:
     def __init__(self, directory: Path) -> None:
         self.dir = Path(directory)
 
+    @classmethod
+    def for_store(cls, spool_root: Path, url: str) -> Spool:
+        """The spool of one store: ``<spool_root>/<hash of the URL>`` (URLs may hold secrets)."""
+        import hashlib
+
+        from greentrack.store.dbapi import parse_url
+
+        key = hashlib.sha256(parse_url(url).sqlalchemy_url.encode()).hexdigest()[:16]
+        return cls(Path(spool_root) / key)
+
     def path(self, run_id: str, rank: int) -> Path:
         return self.dir / f"{run_id}.{rank}.jsonl"
 

@@ -94,6 +94,7 @@ class FakeNvml:
         self.calls: dict[str, int] = {}
         self.t_s = 0.0
         self._wall_origin: float | None = None
+        self._last_origin: float | None = None  # kept after stop() for fake_time_at()
         self._lock = threading.RLock()
 
     def set_gpus(self, gpus: Iterable[FakeGpu]) -> None:
@@ -124,7 +125,7 @@ class FakeNvml:
         """Follow the wall clock (``time.monotonic``) from the current fake time on."""
         with self._lock:
             if self._wall_origin is None:
-                self._wall_origin = time.monotonic() - self.t_s
+                self._wall_origin = self._last_origin = time.monotonic() - self.t_s
         return self
 
     def stop(self) -> None:
@@ -135,9 +136,9 @@ class FakeNvml:
                 self._wall_origin = None
 
     def fake_time_at(self, t_mono: float) -> float:
-        """Fake time of a ``time.monotonic()`` value while on the wall clock."""
-        assert self._wall_origin is not None, "not on the wall clock"
-        return t_mono - self._wall_origin
+        """Fake time of a ``time.monotonic()`` value during the last wall-clock period."""
+        assert self._last_origin is not None, "the wall clock never ran"
+        return t_mono - self._last_origin
 
     def __enter__(self) -> FakeNvml:
         return self.start()

@@ -1,0 +1,236 @@
+"""What-if: a stored run's emissions had it run in another region and/or at another time.
+
+The run's measured energy time series is kept as it is (same devices, same power profile, same
+PUE); only the intensity changes: that of ``region`` (default: the run's own) over the run's
+sample times shifted by ``start_s - original_start_s``. The recomputation uses the same exact
+accounting as the run itself (:func:`greentrack.carbon.accounting.account_samples`).
+
+:func:`whatif` takes arrays and knows nothing of the store; :func:`whatif_run` loads a run from
+the store (``greentrack.store.queries``) and calls it — that is what ``greentrack whatif`` runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from greentrack.carbon.accounting import CarbonAccount, account_samples
+from greentrack.carbon.timefmt import iso_utc
+from greentrack.errors import ConfigError, IntensityDataError
+
+if TYPE_CHECKING:
+    from greentrack.carbon.series import Provenance
+    from greentrack.carbon.sources import IntensitySource
+    from greentrack.config import Config
+
+__all__ = ["WhatIf", "whatif", "whatif_run"]
+
+
+@dataclass(frozen=True)
+class WhatIf:
+    """Result of a what-if.
+
+    Attributes:
+        run: run id (None when not from the store).
+        region: zone the run is re-accounted in.
+        start: start of the shifted run, ISO 8601 UTC.
+        co2e_g: emissions in that region at that time, g CO₂e.
+        original_co2e_g: the run's stored emissions, g CO₂e (None when unknown).
+        start_s: ``start`` as epoch seconds.
+        shift_s: how far the samples were moved, seconds.
+        provenance: of the intensity used.
+        account: the full accounting (per device, per phase).
+        warnings: e.g. a provider fallback.
+    """
+
+    run: str | None
+    region: str
+    start: str
+    co2e_g: float
+    original_co2e_g: float | None
+    start_s: float
+    shift_s: float
+    provenance: Provenance
+    account: CarbonAccount | None = None
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{run, region, start, co2e_g, original_co2e_g, source}`` (source = provenance)."""
+        return {
+            "run": self.run,
+            "region": self.region,
+            "start": self.start,
+            "co2e_g": self.co2e_g,
+            "original_co2e_g": self.original_co2e_g,
+            "source": self.provenance.to_dict(),
+        }
+
+
+def _device_labels(samples: Mapping[str, Any], n: int) -> np.ndarray | None:
+    device = samples.get("device")
+    component = samples.get("component")
+    if device is None and component is None:
+        return None
+    dev = np.asarray(device if device is not None else [""] * n).astype(str)
+    if component is None:
+        return dev
+    comp = np.asarray(component).astype(str)
+    return np.char.add(np.char.add(comp, ":"), dev)
+
+
+def whatif(
+    samples: Mapping[str, Any],
+    *,
+    region: str | None = None,
+    start_s: float | None = None,
+    source: IntensitySource,
+    original_co2e_g: float | None,
+    run: str | None = None,
+    run_region: str | None = None,
+    original_start_s: float | None = None,
+    pue: float = 1.0,
+    phases: Sequence[tuple[str, float, float]] = (),
+) -> WhatIf:
+    """Recompute a run's emissions for another region and/or start time.
+
+    Args:
+        samples: the run's samples: ``t_s`` (epoch s) and ``energy_j`` (cumulative, J) arrays,
+            optionally ``device`` and ``component`` labels per sample (as returned by
+            ``greentrack.store.queries.run_samples``).
+        region: zone to re-account in (any accepted spelling); None: ``run_region``.
+        start_s: new start, epoch seconds; None: the original start (no shift).
+        source: intensity source to use (e.g. ``get_source("csv", csv=[...])``).
+        original_co2e_g: the run's stored emissions, reported alongside.
+        run: run id, reported.
+        run_region: the run's own zone (used when ``region`` is None).
+        original_start_s: when the run started (meters at 0); default: the first sample.
+        pue: facility overhead to apply, as for the original run.
+        phases: ``(name, t0_s, t1_s)`` of the original run; shifted with the samples.
+
+    Raises:
+        ConfigError: neither ``region`` nor ``run_region``.
+        IntensityDataError: no samples.
+        UnknownRegionError: a region no source knows.
+    """
+    from greentrack.carbon.regions import zone_info
+    from greentrack.errors import UnknownRegionError
+
+    t = np.asarray(samples.get("t_s", []), dtype=np.float64)
+    e = np.asarray(samples.get("energy_j", []), dtype=np.float64)
+    if t.size == 0:
+        raise IntensityDataError("the run has no energy samples to recompute; nothing to do")
+    wanted = region if region is not None and str(region).strip() else run_region
+    if not wanted:
+        raise ConfigError("what-if needs a region: pass --region ZONE (the run has none stored)")
+    try:
+        zone = zone_info(str(wanted)).zone
+    except UnknownRegionError:
+        if not source.accepts_native_zones:
+            raise
+        zone = str(wanted)
+    t_first = float(t.min())
+    origin = float(original_start_s) if original_start_s is not None else t_first
+    shift = float(start_s) - origin if start_s is not None else 0.0
+    shifted = t + shift
+    lo = float(shifted.min())
+    if original_start_s is not None:
+        lo = min(lo, origin + shift)
+    series = source.series(zone, lo, float(shifted.max()))
+    acct = account_samples(
+        shifted,
+        e,
+        series,
+        device=_device_labels(samples, t.size),
+        phases=[(n, p0 + shift, p1 + shift) for n, p0, p1 in phases],
+        pue=pue,
+        start_s=origin + shift if original_start_s is not None else None,
+    )
+    return WhatIf(
+        run=run,
+        region=zone,
+        start=iso_utc(origin + shift),
+        co2e_g=acct.co2e_g,
+        original_co2e_g=None if original_co2e_g is None else float(original_co2e_g),
+        start_s=origin + shift,
+        shift_s=shift,
+        provenance=acct.provenance,
+        account=acct,
+        warnings=tuple(source.pop_warnings()),
+    )
+
+
+def _first(d: Mapping[str, Any], *keys: str) -> Any:
+    for k in keys:
+        if d.get(k) is not None:
+            return d[k]
+    return None
+
+
+def _as_epoch(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if hasattr(value, "timestamp"):
+        from datetime import UTC
+
+        dt = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return float(dt.timestamp())
+    from greentrack.carbon.timefmt import parse_time
+
+    return parse_time(str(value))
+
+
+def whatif_run(
+    db_url: str | None,
+    run_id: str,
+    *,
+    region: str | None = None,
+    start_s: float | None = None,
+    source: str | None = None,
+    csv: Sequence[str | Path] | None = None,
+    config: Config | None = None,
+) -> WhatIf:
+    """Load run ``run_id`` (id or unique prefix) from the store and call :func:`whatif`.
+
+    Reads ``greentrack.store.queries.get_run`` (keys used: ``id``, ``co2e_g``, ``region``,
+    ``pue``, ``started_at`` / ``start_s``, ``phases`` with ``name``/``start_s``/``end_s`` when
+    present) and ``run_samples``. The intensity source is ``source`` (default: ``csv`` when
+    files are given, else the configured provider).
+    """
+    from greentrack.carbon.sources import get_source
+    from greentrack.store import queries
+
+    if config is None:
+        from greentrack.config import load_config
+
+        config = load_config()
+    url = db_url or config.db_url
+    run = queries.get_run(url, run_id)
+    rid = str(_first(run, "id", "run_id") or run_id)
+    samples = queries.run_samples(url, rid)
+    src = get_source(source, config, csv=list(csv) if csv else None)
+    phases = []
+    for ph in run.get("phases") or []:
+        if isinstance(ph, Mapping):
+            p0 = _as_epoch(_first(ph, "start_s", "started_at", "t0_s"))
+            p1 = _as_epoch(_first(ph, "end_s", "ended_at", "t1_s"))
+            if ph.get("name") and p0 is not None and p1 is not None:
+                phases.append((str(ph["name"]), p0, p1))
+    pue = _first(run, "pue")
+    return whatif(
+        samples,
+        region=region,
+        start_s=start_s,
+        source=src,
+        original_co2e_g=_first(run, "co2e_g"),
+        run=rid,
+        run_region=_first(run, "region", "zone"),
+        original_start_s=_as_epoch(_first(run, "start_s", "started_at", "start")),
+        pue=float(pue) if pue is not None else config.pue,
+        phases=phases,
+    )
