@@ -60,6 +60,7 @@ DST change is 24 real hours.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import time
@@ -119,8 +120,8 @@ _EPS_S = 1e-6
 # Parsing and formatting of times and durations
 # --------------------------------------------------------------------------------------------
 
-_DUR_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "min": 60.0, "s": 1.0}
-_DUR_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(d|h|min|m|s)", re.IGNORECASE)
+_DUR_UNITS = {"w": 604800.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "min": 60.0, "s": 1.0}
+_DUR_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(w|d|h|min|m|s)", re.IGNORECASE)
 _ISO_DUR_RE = re.compile(
     r"P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?"
     r"(?:(?P<s>\d+(?:\.\d+)?)S)?)?",
@@ -635,11 +636,16 @@ def _window(
     within_s = _check_slack(duration_s, within_s)
     deadline = at_s + duration_s + within_s
     if len(series) > 1 and not series.covers(at_s + _EPS_S, deadline - _EPS_S):
+        room = series.end_s - at_s - duration_s
+        fix = (
+            f"use --within {_fmt_dur(math.floor(room / 60) * 60)} or less"
+            if series.start_s[0] <= at_s and room >= 60
+            else "move --at into the data"
+        )
         raise ScheduleError(
-            f"the intensity data ({series.provenance.label()}) covers "
+            f"the intensity data ({series.provenance.source} {series.provenance.zone}) covers "
             f"{format_time(series.start_s[0])}..{format_time(series.end_s)} but the plan needs "
-            f"{format_time(at_s)}..{format_time(deadline)}; move --at into the data, shorten "
-            "--within, or load more data"
+            f"{format_time(at_s)}..{format_time(deadline)}; {fix}, or load more data"
         )
     return within_s, deadline
 
@@ -838,51 +844,50 @@ def _pr_dp(
     n_work, m = energy_kwh.size, min_cells
     kd = (max_segments + 1) if max_segments is not None else 1
     k_step = 1 if max_segments is not None else 0
-    shape = (s_count, n_work + 1, kd)
-    off = np.full(shape, np.inf)
-    off[:, 0, 0] = 0.0
-    on = np.full(shape, np.inf)
-    pending: dict[int, np.ndarray] = {}
+    # layout (work done n, segments k, window s): the windows axis is contiguous
+    c_t = np.ascontiguousarray(cell_c.T)  # (T, S)
+    idle_t = None if idle_g is None else np.ascontiguousarray(idle_g.T)
+    shape = (n_work + 1, kd, s_count)
+    off = np.full(shape, np.inf)  # cell i-1 idle: not started, paused or finished
+    off[0, 0, :] = 0.0
+    on = np.full(shape, np.inf)  # cell i-1 runs, in a segment already >= m cells long
+    pending: dict[int, np.ndarray] = {}  # blocks of m cells arriving at a later i
     hank = _hankel(energy_kwh, m)  # (m, N - m + 1)
+    width = n_work - m + 1
     src_on_block: list[np.ndarray] = []
     src_off_from_on: list[np.ndarray] = []
     for i in range(t_count):
         # a new segment of exactly m cells starting at cell i, after a pause (or at the start)
         if i + m <= t_count:
-            block = cell_c[:, i : i + m] @ hank  # (S, N - m + 1)
-            arrive = np.full(shape, np.inf)
-            if k_step:
-                arrive[:, m:, 1:] = off[:, : n_work - m + 1, :-1] + block[:, :, None]
-            else:
-                arrive[:, m:, 0] = off[:, : n_work - m + 1, 0] + block
+            block = hank.T @ c_t[i : i + m]  # (N - m + 1, S): its emissions per work done
+            arrive = off[:width, : kd - k_step, :] + block[:, None, :]
             prev = pending.get(i + m)
-            pending[i + m] = arrive if prev is None else np.minimum(prev, arrive)
-        # cell i idle: not started, paused, or finished
-        from_on = on < off
-        new_off = np.where(from_on, on, off)
-        if idle_g is not None and n_work > 1:
-            new_off[:, 1:n_work, :] += idle_g[:, i, None, None]
-        # cell i extends the running segment (already at least m cells long)
-        new_on = np.full(shape, np.inf)
-        new_on[:, 1:, :] = on[:, :-1, :] + (cell_c[:, i, None] * energy_kwh[None, :])[:, :, None]
-        arrived = pending.pop(i + 1, None)
-        if arrived is not None:
-            by_block = arrived < new_on
-            new_on = np.where(by_block, arrived, new_on)
-        else:
-            by_block = np.zeros(shape, dtype=bool)
+            pending[i + m] = arrive if prev is None else np.minimum(prev, arrive, out=prev)
         if backtrack:
-            src_on_block.append(by_block[0])
-            src_off_from_on.append(from_on[0])
-        off, on = new_off, new_on
-    final = np.minimum(off[:, n_work, :], on[:, n_work, :])  # (S, kd)
-    best = final.min(axis=1)
+            src_off_from_on.append((on < off)[:, :, 0])
+        np.minimum(off, on, out=off)  # cell i idle
+        if idle_t is not None and n_work > 1:
+            off[1:n_work] += idle_t[i][None, None, :]  # paused between segments
+        # cell i extends the running segment (numpy buffers the overlapping shift)
+        on[1:] = on[:-1] + (energy_kwh[:, None] * c_t[i][None, :])[:, None, :]
+        on[0] = np.inf
+        arrived = pending.pop(i + 1, None)
+        target = on[m:, k_step:, :]
+        if backtrack:
+            by_block = np.zeros(shape, dtype=bool)
+            if arrived is not None:
+                by_block[m:, k_step:, :] = arrived < target
+            src_on_block.append(by_block[:, :, 0])
+        if arrived is not None:
+            np.minimum(target, arrived, out=target)
+    final = np.minimum(off[n_work], on[n_work])  # (kd, S)
+    best = final.min(axis=0)
     if not backtrack:
         return best, None
     if not np.isfinite(best[0]):
         return best, None
-    k = int(np.argmin(final[0]))  # fewest segments among equal costs
-    state = "on" if on[0, n_work, k] <= off[0, n_work, k] else "off"
+    k = int(np.argmin(final[:, 0]))  # fewest segments among equal costs
+    state = "on" if on[n_work, k, 0] <= off[n_work, k, 0] else "off"
     used: list[int] = []
     i, n = t_count, n_work
     while i > 0:
@@ -1113,19 +1118,17 @@ def plan_series(
 
 
 def _load_csv(csv: str | Path | Sequence[str | Path], zone: str | None) -> IntensitySeries:
-    try:
-        from greentrack.carbon.csvsource import load_csv
-    except ImportError:  # pragma: no cover - until the CSV source lands
-        raise ScheduleError("CSV intensity files are not supported by this build") from None
+    """The whole series in the CSV file(s) (one zone), through the carbon CSV loader."""
+    from greentrack.carbon.csvsource import load_csv
+
     paths = [csv] if isinstance(csv, str | Path) else list(csv)
     if not paths:
-        raise ScheduleError("no CSV file given")
-    try:
-        return load_csv(paths if len(paths) > 1 else paths[0], zone=zone) if zone else load_csv(
-            paths if len(paths) > 1 else paths[0]
-        )
-    except TypeError:
-        return load_csv(paths if len(paths) > 1 else paths[0])
+        raise ScheduleError("no CSV file given; pass --csv FILE")
+    if zone:
+        from greentrack.carbon.regions import canonical_zone
+
+        zone = canonical_zone(zone)
+    return load_csv(paths, zone=zone) if zone else load_csv(paths)
 
 
 def _source_series(
@@ -1136,36 +1139,51 @@ def _source_series(
     deadline_s: float,
     config: Any,
     now_s: float,
-) -> IntensitySeries:
-    """Intensity for ``[at_s, deadline_s]`` from a CSV, or a source's forecast / history."""
+) -> tuple[IntensitySeries, list[str]]:
+    """Intensity for ``[at_s, deadline_s]``: CSV files, or a source's history or forecast.
+
+    Windows that end in the past use the source's history (:meth:`series`); windows that end in
+    the future need a forecast (:meth:`forecast`). A forecast that starts up to one step after the
+    submission time has its first value stand in for the minutes before (with a warning).
+    """
     if csv:
-        return _load_csv(csv, region)
+        if source and source.strip().lower() != "csv":
+            raise ScheduleError(f"--csv was given with --source {source}; drop one of them")
+        return _load_csv(csv, region), []
+    from greentrack.carbon.regions import resolve_region
+    from greentrack.carbon.sources import get_source
     from greentrack.config import load_config
 
     cfg = config or load_config()
-    zone = region or cfg.region
-    if not zone:
+    if not region and not cfg.region:
         raise ScheduleError(
             "no region: give --region (e.g. ES), set GREENTRACK_REGION, or plan on --csv FILE"
         )
-    try:
-        from greentrack.carbon.regions import resolve_region
-        from greentrack.carbon.sources import get_source
-    except ImportError:  # pragma: no cover - until the sources land
-        raise ScheduleError(
-            "live intensity sources are not available in this build; plan on --csv FILE"
-        ) from None
-    resolved = resolve_region(zone)
-    zone_id = getattr(resolved, "zone", resolved)
-    src = get_source(source or cfg.provider, cfg)
+    zone = resolve_region(region, cfg).zone
+    src = get_source(source, cfg)
     if deadline_s <= now_s:
-        return src.series(zone_id, at_s, deadline_s)
-    if at_s < now_s - 300:
+        series = src.series(zone, at_s, deadline_s)
+        return series, src.pop_warnings()
+    if at_s < now_s - 300.0:
         raise ScheduleError(
             "the window starts in the past but ends in the future; plan from now (drop --at) "
             "or entirely in the past against history"
         )
-    return src.forecast(zone_id, deadline_s - min(at_s, now_s))
+    series = src.forecast(zone, deadline_s - now_s)
+    warnings = src.pop_warnings()
+    first = float(series.start_s[0])
+    if len(series) > 1 and at_s < first <= at_s + series.step_s:
+        warnings.append(
+            f"the forecast starts at {format_time(first)}; its first value stands in for the "
+            f"{_fmt_dur(first - at_s)} before"
+        )
+        series = IntensitySeries(
+            np.concatenate(([first - series.step_s], series.start_s)),
+            np.concatenate(([series.g_per_kwh[0]], series.g_per_kwh)),
+            series.step_s,
+            series.provenance,
+        )
+    return series, warnings
 
 
 def plan(
@@ -1223,9 +1241,10 @@ def plan(
     dl_s = None if deadline is None else parse_time(deadline, tz=tz, now_s=now, what="deadline")
     w = _check_slack(job_d, _slack(at_s, job_d, w_s, dl_s))
     m_s = None if min_run is None else parse_duration(min_run, "--min-run")
+    notes: list[str] = []
     if series is None:
-        series = _source_series(region, source, csv, at_s, at_s + job_d + w, config, now)
-    return plan_series(
+        series, notes = _source_series(region, source, csv, at_s, at_s + job_d + w, config, now)
+    result = plan_series(
         series,
         at_s,
         d_s,
@@ -1238,6 +1257,9 @@ def plan(
         profile=profile,
         pause_power_w=pause_power_w,
     )
+    if notes:
+        result = dataclasses.replace(result, warnings=(*result.warnings, *notes))
+    return result
 
 
 def format_plan(p: Plan) -> str:
@@ -1428,11 +1450,14 @@ def _study_pr(
         cells = np.concatenate((cells, np.full(need - cells.size, series.g_per_kwh[-1])))
     cell_c = sliding_window_view(cells, t_count)[: (count - 1) * r + 1 : r]
     kcap = None if max_pauses is None else max_pauses + 1
+    if m == 1 and kcap is None and np.all(energy == energy[0]):
+        # no constraint binds: the N cheapest cells of each window (exact, O(S·T))
+        part = np.partition(cell_c, n_work - 1, axis=1)[:, :n_work]
+        return part.sum(axis=1) * energy[0]
     out = np.empty(count)
-    chunk = max(1, 8_000_000 // max(1, t_count * (n_work + 1) * (1 if kcap is None else kcap + 1)))
-    chunk = max(chunk, 512)
+    chunk = max(256, 8192_00 // ((n_work + 1) * (1 if kcap is None else kcap + 1)))
     for i in range(0, count, chunk):
-        best, _ = _pr_dp(np.ascontiguousarray(cell_c[i : i + chunk]), energy, m, kcap)
+        best, _ = _pr_dp(cell_c[i : i + chunk], energy, m, kcap)
         out[i : i + chunk] = best
     return out
 

@@ -31,6 +31,7 @@ __all__ = [
     "CarbonAccount",
     "account_samples",
     "co2e_g",
+    "interval_co2e_g",
     "predict_final",
     "predict_final_s",
     "static_co2e_g",
@@ -58,6 +59,10 @@ def co2e_g(
         intervals use the intensity at ``t0_s``).
     """
     return np.asarray(energy_j, dtype=np.float64) * series.mean(t0_s, t1_s) / J_PER_KWH
+
+
+#: Alias of :func:`co2e_g` (the name the tracker uses).
+interval_co2e_g = co2e_g
 
 
 def static_co2e_g(energy_kwh: float, g_per_kwh: float) -> float:

@@ -80,6 +80,7 @@ def load_csv(
     kind: str = "average",
     max_gap_steps: int = DEFAULT_MAX_GAP_STEPS,
     fill: str = "linear",
+    step_s: float | None = None,
 ) -> IntensitySeries:
     """Load one or several CSV files into one regular :class:`IntensitySeries`.
 
@@ -94,6 +95,7 @@ def load_csv(
         kind: ``average`` or ``marginal`` (recorded in provenance).
         max_gap_steps: longest run of missing steps filled (default 3).
         fill: ``linear`` (default) or ``ffill``.
+        step_s: the step, seconds (default: the most common spacing of the timestamps).
 
     Returns:
         The series; provenance ``source="csv"``, ``period`` first/last timestamp, ``detail``
@@ -126,7 +128,9 @@ def load_csv(
     names = ", ".join(d.name for d in parts)
     t = np.concatenate([d.t_s for d in parts])
     v = np.concatenate([d.values for d in parts])
-    reg = regularise(t, v, where=names, max_gap_steps=max_gap_steps, fill=fill)
+    reg = regularise(
+        t, v, where=names, step_s=step_s, max_gap_steps=max_gap_steps, fill=fill
+    )
     layouts = sorted({f"{d.layout} column {d.column!r}" for d in parts})
     detail = "; ".join([names, *layouts, *reg.notes])
     period = f"{iso_utc(reg.start_s[0])}/{iso_utc(reg.start_s[-1])}"

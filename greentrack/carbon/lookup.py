@@ -82,7 +82,7 @@ def lookup_intensity(
     """
     import time
 
-    from greentrack.carbon.regions import resolve_region, zone_info
+    from greentrack.carbon.regions import resolve_region
     from greentrack.carbon.sources import get_source
     from greentrack.errors import UnknownRegionError
 
@@ -101,17 +101,13 @@ def lookup_intensity(
             if resolved.warning:
                 warnings.append(resolved.warning)
         except UnknownRegionError:
-            csv_zone = getattr(src, "zone", None)
-            if zone is not None and (src.accepts_native_zones or zone == csv_zone):
-                the_zone, origin = zone, "argument"
-            else:
+            # A WattTime region name, or a CSV zone greentrack does not list: taken as given.
+            if zone is None:
                 raise
-        if zone is not None and csv:
-            # A CSV of a zone greentrack does not list: accept its own spelling.
-            try:
-                zone_info(the_zone)
-            except UnknownRegionError:  # pragma: no cover - resolve_region raised before
-                pass
+            csv_zone = str(getattr(src, "zone", "") or "")
+            if not (src.accepts_native_zones or zone.strip().upper() == csv_zone.upper()):
+                raise
+            the_zone, origin = zone.strip() if not csv_zone else csv_zone, "argument"
     out = IntensityLookup(the_zone, origin)
     if forecast_s is not None:
         out.forecast = src.forecast(the_zone, forecast_s)

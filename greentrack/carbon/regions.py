@@ -251,7 +251,7 @@ def resolve_region(arg: str | None, config: Config | None = None) -> ResolvedReg
 
         config = load_config()
     if arg is not None and str(arg).strip():
-        return ResolvedRegion(_canonical_from(str(arg), "argument"), "argument")
+        return ResolvedRegion(_canonical_from(str(arg), ""), "argument")
     if config.region:
         origin = config.region_origin or "config file"
         label = "GREENTRACK_REGION" if origin == "environment" else "config file region"

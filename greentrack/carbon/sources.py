@@ -36,6 +36,7 @@ __all__ = [
     "IntensityPoint",
     "IntensitySource",
     "get_source",
+    "static_annual",
 ]
 
 
@@ -173,6 +174,17 @@ def _with_provenance(s: IntensitySeries, p: Provenance) -> IntensitySeries:
     from greentrack.carbon.series import IntensitySeries
 
     return IntensitySeries(s.start_s, s.g_per_kwh, s.step_s, p)
+
+
+def static_annual(zone: str) -> tuple[float, Provenance]:
+    """Static annual-average intensity of ``zone`` (g CO₂e/kWh) and its provenance.
+
+    The offline figure reports show beside the time-resolved one. Raises
+    :class:`~greentrack.errors.UnknownRegionError` or :class:`IntensityError` when unknown.
+    """
+    from greentrack.carbon.static import static_intensity
+
+    return static_intensity(zone)
 
 
 #: Accepted ``--source`` names -> canonical name.

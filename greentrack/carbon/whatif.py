@@ -71,15 +71,21 @@ class WhatIf:
 
 
 def _device_labels(samples: Mapping[str, Any], n: int) -> np.ndarray | None:
-    device = samples.get("device")
-    component = samples.get("component")
-    if device is None and component is None:
+    """One label per sample: ``[rank/]component:device`` from whichever of those are present."""
+    parts = []
+    rank = samples.get("rank")
+    if rank is not None and np.unique(np.asarray(rank)).size > 1:
+        parts.append(np.char.add(np.asarray(rank).astype(str), "/"))
+    for key, sep in (("component", ":"), ("device", "")):
+        value = samples.get(key)
+        if value is not None:
+            parts.append(np.char.add(np.asarray(value).astype(str), sep))
+    if not parts:
         return None
-    dev = np.asarray(device if device is not None else [""] * n).astype(str)
-    if component is None:
-        return dev
-    comp = np.asarray(component).astype(str)
-    return np.char.add(np.char.add(comp, ":"), dev)
+    out = parts[0]
+    for p in parts[1:]:
+        out = np.char.add(out, p)
+    return out
 
 
 def whatif(
@@ -163,13 +169,6 @@ def whatif(
     )
 
 
-def _first(d: Mapping[str, Any], *keys: str) -> Any:
-    for k in keys:
-        if d.get(k) is not None:
-            return d[k]
-    return None
-
-
 def _as_epoch(value: Any) -> float | None:
     if value is None:
         return None
@@ -197,10 +196,10 @@ def whatif_run(
 ) -> WhatIf:
     """Load run ``run_id`` (id or unique prefix) from the store and call :func:`whatif`.
 
-    Reads ``greentrack.store.queries.get_run`` (keys used: ``id``, ``co2e_g``, ``region``,
-    ``pue``, ``started_at`` / ``start_s``, ``phases`` with ``name``/``start_s``/``end_s`` when
-    present) and ``run_samples``. The intensity source is ``source`` (default: ``csv`` when
-    files are given, else the configured provider).
+    Uses ``greentrack.store.queries``: ``get_run`` (keys ``id``, ``co2e_g``, ``region``,
+    ``pue``, ``started_at``, ``phases`` with ``path``/``name``, ``started_at``, ``duration_s``)
+    and ``run_samples``. The intensity source is ``source`` (default: ``csv`` when files are
+    given, else the configured provider).
     """
     from greentrack.carbon.sources import get_source
     from greentrack.store import queries
@@ -209,28 +208,30 @@ def whatif_run(
         from greentrack.config import load_config
 
         config = load_config()
-    url = db_url or config.db_url
-    run = queries.get_run(url, run_id)
-    rid = str(_first(run, "id", "run_id") or run_id)
-    samples = queries.run_samples(url, rid)
+    conn = queries.open_store(db_url or config.db_url)
+    try:
+        run = queries.get_run(conn, run_id)
+        rid = str(run["id"])
+        samples = queries.run_samples(conn, rid)
+    finally:
+        conn.close()
     src = get_source(source, config, csv=list(csv) if csv else None)
     phases = []
     for ph in run.get("phases") or []:
-        if isinstance(ph, Mapping):
-            p0 = _as_epoch(_first(ph, "start_s", "started_at", "t0_s"))
-            p1 = _as_epoch(_first(ph, "end_s", "ended_at", "t1_s"))
-            if ph.get("name") and p0 is not None and p1 is not None:
-                phases.append((str(ph["name"]), p0, p1))
-    pue = _first(run, "pue")
+        p0 = _as_epoch(ph.get("started_at"))
+        if p0 is None or ph.get("duration_s") is None:
+            continue
+        phases.append((str(ph.get("path") or ph.get("name")), p0, p0 + float(ph["duration_s"])))
+    pue = run.get("pue")
     return whatif(
         samples,
         region=region,
         start_s=start_s,
         source=src,
-        original_co2e_g=_first(run, "co2e_g"),
+        original_co2e_g=run.get("co2e_g"),
         run=rid,
-        run_region=_first(run, "region", "zone"),
-        original_start_s=_as_epoch(_first(run, "start_s", "started_at", "start")),
+        run_region=run.get("region"),
+        original_start_s=_as_epoch(run.get("started_at")),
         pue=float(pue) if pue is not None else config.pue,
         phases=phases,
     )

@@ -218,7 +218,7 @@ def detect_cmd(fmt) -> None:
         mark = "yes" if s.available else "no "
         devices = f" ({', '.join(s.devices)})" if s.devices else ""
         method = f" [{s.method}]" if s.method else ""
-        click.echo(f"{mark} {s.name:<10}{method}{devices}: {s.reason}")
+        click.echo(f"{mark} {s.name:<12}{method}{devices}: {s.reason}")
 
 
 @main.command(

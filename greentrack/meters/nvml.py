@@ -212,6 +212,7 @@ class _Gpu:
     power_w: float | None = None
     last_mj: int = 0  # counter: last reading, mJ
     last_t: float = 0.0  # monotonic s of the last read
+    power_base_j: float = 0.0  # counter: energy_j at last_t, for power_w
     failed: bool = False
 
 
@@ -322,7 +323,7 @@ class NvmlMeter(Meter):
             self._t_start = t_mono
             self._started = True
             for g in self._gpus:
-                g.energy_j, g.last_t, g.failed = 0.0, t_mono, False
+                g.energy_j, g.power_base_j, g.last_t, g.failed = 0.0, 0.0, t_mono, False
                 try:
                     if g.method == "counter":
                         g.last_mj = self._counter_mj(g)
@@ -359,7 +360,8 @@ class NvmlMeter(Meter):
                         g.last_mj = mj
                         g.energy_j += delta_mj / 1000.0
                         if dt_s > 0:
-                            g.power_w = delta_mj / 1000.0 / dt_s
+                            g.power_w = (g.energy_j - g.power_base_j) / dt_s
+                            g.power_base_j = g.energy_j
                     else:
                         p_w = self._power_w(g)
                         if dt_s > 0:
@@ -368,7 +370,8 @@ class NvmlMeter(Meter):
                 except MeterError as e:
                     self._fail(g, t_mono, e)
                     continue
-                g.last_t = max(g.last_t, t_mono)
+                if dt_s > 0:
+                    g.last_t = t_mono
             return [
                 DeviceReading("gpu", g.info.device, g.energy_j, g.power_w, g.method)
                 for g in self._gpus

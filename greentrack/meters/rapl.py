@@ -193,6 +193,7 @@ class _State:
     domain: RaplDomain
     last_uj: int = 0
     total_uj: int = 0
+    power_base_uj: int = 0  # total_uj at last_t, for power_w
     power_w: float | None = None
     last_t: float = 0.0
     failed: bool = False
@@ -284,7 +285,8 @@ class RaplMeter(Meter):
         with self._lock:
             self._started, self._t_start = True, t_mono
             for s in self._states:
-                s.total_uj, s.power_w, s.last_t, s.failed = 0, None, t_mono, False
+                s.total_uj, s.power_base_uj, s.power_w = 0, 0, None
+                s.last_t, s.failed = t_mono, False
                 try:
                     s.last_uj = _read_uj(s.domain.energy_path)
                 except (OSError, ValueError) as e:
@@ -313,8 +315,8 @@ class RaplMeter(Meter):
                 s.total_uj += max(delta_uj, 0)
                 dt_s = t_mono - s.last_t
                 if dt_s > 0:
-                    s.power_w = delta_uj / 1e6 / dt_s
-                    s.last_t = t_mono
+                    s.power_w = (s.total_uj - s.power_base_uj) / 1e6 / dt_s
+                    s.last_t, s.power_base_uj = t_mono, s.total_uj
             return [
                 DeviceReading(
                     s.domain.component, s.domain.device, s.total_uj / 1e6, s.power_w, "counter"

@@ -323,9 +323,9 @@ def shapes(
     *,
     size: int = 16,
     patch: int = 4,
-    max_shift: int = 3,
-    contrast: tuple[float, float] = (0.15, 1.5),
-    noise: float = 0.6,
+    max_shift: int = 1,
+    contrast: tuple[float, float] = (0.1, 2.0),
+    noise: float = 0.5,
     seed: int = 0,
 ) -> Task:
     """Ten noisy shapes to classify; each image's contrast is drawn from ``contrast``.

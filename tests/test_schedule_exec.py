@@ -1,0 +1,321 @@
+"""Running a scheduled command: the waiting loop (fake clock), re-planning, and pausing a child."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from greentrack import schedule as S
+from greentrack.carbon.series import IntensitySeries, Provenance
+from greentrack.errors import ScheduleError
+from greentrack.schedule_exec import (
+    FakeClock,
+    PauseController,
+    Replanner,
+    schedule_command,
+    wait_until_start,
+)
+
+H = 3600.0
+T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
+PROV = Provenance("test-forecast", "XX", "average", "unit")
+
+
+def series(values, start_s=T0, step_s=H):
+    v = np.asarray(values, dtype=np.float64)
+    return IntensitySeries(start_s + np.arange(v.size) * step_s, v, step_s, PROV)
+
+
+class FakeRunner:
+    def __init__(self, code=0):
+        self.calls = []
+        self.code = code
+
+    def __call__(self, argv, **kw):
+        self.calls.append((argv, kw))
+        return self.code
+
+
+# ---------------------------------------------------------------- waiting with a fake clock
+
+
+def test_command_waits_until_start_then_runs_tracked():
+    clock = FakeClock(T0)
+    runner = FakeRunner(3)
+    out = io.StringIO()
+    s = series([300, 250, 50, 40, 300, 300])
+    code = schedule_command(
+        ["python", "train.py"],
+        plan_options={"duration": "2h", "within": "4h", "series": s},
+        project="p",
+        name="n",
+        clock=clock,
+        out=out,
+        run_command=runner,
+    )
+    assert code == 3
+    assert clock.t == pytest.approx(T0 + 2 * H)  # waited exactly until the best start
+    (argv, kw), = runner.calls
+    assert argv == ["python", "train.py"]
+    assert kw["plan"]["strategy"] == "flexible_start"
+    assert kw["plan"]["start"] == S.format_time(T0 + 2 * H)
+    assert kw["project"] == "p" and kw["region"] == "XX" and kw["on_started"] is None
+    text = out.getvalue()
+    assert "starting in 2:00:00" in text and "Flexible Start plan" in text
+
+
+def test_pause_resume_command_gets_a_pause_controller_hook():
+    clock = FakeClock(T0)
+    runner = FakeRunner(0)
+    s = series([10, 500, 10, 500, 10, 500])
+    schedule_command(
+        ["true"],
+        plan_options={"duration": "2h", "within": "3h", "series": s,
+                      "strategy": "pause_resume"},  # fmt: skip
+        clock=clock,
+        out=io.StringIO(),
+        run_command=runner,
+    )
+    (_, kw), = runner.calls
+    assert kw["plan"]["pauses"] == 1 and kw["plan"]["pause_mode"] == "stop"
+    assert callable(kw["on_started"])
+    # cooperative mode: no signals, the job follows run.should_pause()
+    runner2 = FakeRunner(0)
+    schedule_command(
+        ["true"],
+        plan_options={"duration": "2h", "within": "3h", "series": s,
+                      "strategy": "pause_resume"},  # fmt: skip
+        pause_mode="cooperative",
+        clock=FakeClock(T0),
+        out=io.StringIO(),
+        run_command=runner2,
+    )
+    assert runner2.calls[0][1]["on_started"] is None
+
+
+def test_ctrl_c_while_waiting_runs_nothing():
+    def interrupt(t):
+        if t > T0 + 90:
+            raise KeyboardInterrupt
+
+    clock = FakeClock(T0, on_sleep=interrupt)
+    runner = FakeRunner()
+    out = io.StringIO()
+    code = schedule_command(
+        ["python", "train.py"],
+        plan_options={"duration": "1h", "within": "5h", "series": series([500, 400, 10] * 3)},
+        clock=clock,
+        out=out,
+        run_command=runner,
+    )
+    assert code == 130 and runner.calls == []
+    assert "cancelled before the start; nothing was run" in out.getvalue()
+
+
+def test_plan_in_the_past_cannot_run_a_command():
+    s = series([100, 50, 10, 10, 80, 200])
+    with pytest.raises(ScheduleError, match="in the past"):
+        schedule_command(
+            ["true"],
+            plan_options={"duration": "1h", "within": "3h", "series": s, "at": T0},
+            clock=FakeClock(T0 + 10 * H),
+            out=io.StringIO(),
+            run_command=FakeRunner(),
+        )
+    with pytest.raises(ScheduleError, match="no command"):
+        schedule_command([], plan_options={}, clock=FakeClock(T0), run_command=FakeRunner())
+
+
+def test_replan_when_forecast_moves():
+    first = series([500, 400, 300, 20, 500, 500, 500, 500])
+    moved = series([500, 10, 300, 900, 500, 500, 500, 500])  # hour 3 got dirty, hour 1 clean
+    fetched = []
+
+    def fetch(now_s, deadline_s):
+        fetched.append(now_s)
+        return moved
+
+    clock = FakeClock(T0)
+    runner = FakeRunner()
+    out = io.StringIO()
+    schedule_command(
+        ["true"],
+        plan_options={"duration": "1h", "within": "4h", "series": first},
+        clock=clock,
+        out=out,
+        run_command=runner,
+        fetch=fetch,
+        replan_every_s=900.0,
+    )
+    plan = runner.calls[0][1]["plan"]
+    assert fetched and fetched[0] == pytest.approx(T0 + 900.0)
+    assert plan["replans"][0]["reason"].endswith("re-planned")
+    assert plan["start"] == S.format_time(T0 + 1 * H)  # the new clean hour
+    assert "re-planned" in out.getvalue()
+
+
+def test_small_forecast_change_keeps_the_plan():
+    s = series([500, 400, 300, 20, 500, 500, 500, 500])
+    nudged = series([500, 400, 300, 21, 500, 500, 500, 500])  # +5 %: under the 10 % threshold
+    job = S.PowerProfile.constant(1000.0, H)
+    p = S.flexible_start(s, T0, H, within_s=4 * H)
+    rp = Replanner(fetch=lambda now, dl: nudged, job=job, options={"duration_s": H})
+    new, why = rp(p, T0 + 900)
+    assert new is None and "kept" in why
+    rp2 = Replanner(fetch=lambda now, dl: nudged, job=job, options={"duration_s": H},
+                    threshold_pct=1.0)  # fmt: skip
+    new2, _ = rp2(p, T0 + 900)
+    assert new2 is not None and new2.deadline_s == p.deadline_s
+
+
+def test_countdown_on_a_terminal_is_rewritten_in_place():
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Tty()
+    p = S.flexible_start(series([500, 10, 500]), T0, H, within_s=H)
+    clock = FakeClock(T0)
+    final, replans = wait_until_start(p, clock=clock, out=out)
+    assert final is p and replans == []
+    assert out.getvalue().count("\r") == 3600  # one update a second
+    assert clock.t == pytest.approx(T0 + H)
+
+
+# ---------------------------------------------------------------- pausing a real child
+
+COUNTER = textwrap.dedent(
+    """
+    import sys, time
+    path = sys.argv[1]
+    n = 0
+    while True:
+        n += 1
+        with open(path, "w") as f:
+            f.write(str(n))
+        time.sleep(0.01)
+    """
+)
+
+
+def _count(path: Path) -> int:
+    for _ in range(50):
+        try:
+            return int(path.read_text() or "0")
+        except (FileNotFoundError, ValueError):
+            time.sleep(0.01)
+    raise AssertionError("counter file never appeared")
+
+
+def _state(pid: int) -> str | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    return text.rsplit(")", 1)[1].split()[0]
+
+
+def _wait_state(pid: int, want: str, timeout_s: float = 5.0) -> bool:
+    end = time.time() + timeout_s
+    while time.time() < end:
+        if _state(pid) == want:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_pause_controller_stops_and_resumes_a_real_child(tmp_path):
+    counter = tmp_path / "n"
+    child = subprocess.Popen([sys.executable, "-c", COUNTER, str(counter)])
+    try:
+        _count(counter)
+        now = time.time()
+        segments = [(now - 1, now + 0.3), (now + 1.3, now + 100)]
+        with PauseController(child.pid, segments).start(interval_s=0.05) as ctl:
+            assert _wait_state(child.pid, "T"), "child was not stopped in the pause"
+            time.sleep(0.2)
+            a = _count(counter)
+            time.sleep(0.4)
+            assert _count(counter) == a, "a stopped child must not progress"
+            assert ctl.paused
+            time.sleep(max(0.0, now + 1.5 - time.time()))
+            assert _state(child.pid) in ("S", "R")
+            b = _count(counter)
+            time.sleep(0.3)
+            assert _count(counter) > b, "the child must resume after the pause"
+            assert [e for e, _ in ctl.events] == ["pause", "resume"]
+    finally:
+        child.kill()
+        child.wait()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_release_resumes_a_stopped_child(tmp_path):
+    counter = tmp_path / "n"
+    child = subprocess.Popen([sys.executable, "-c", COUNTER, str(counter)])
+    try:
+        _count(counter)
+        ctl = PauseController.from_pause_windows(child.pid, [(time.time() - 1, time.time() + 60)])
+        ctl.poll()
+        assert _wait_state(child.pid, "T")
+        ctl.release()
+        assert _wait_state(child.pid, "S") or _state(child.pid) == "R"
+        ctl.poll()  # released: the timetable no longer applies
+        time.sleep(0.1)
+        assert _state(child.pid) != "T"
+    finally:
+        child.kill()
+        child.wait()
+
+
+PARENT = textwrap.dedent(
+    """
+    import signal, subprocess, sys, time
+    from greentrack.schedule_exec import PauseController
+    counter_code, path = sys.argv[1], sys.argv[2]
+    child = subprocess.Popen([sys.executable, "-c", counter_code, path])
+    now = time.time()
+    ctl = PauseController(child.pid, [(now - 1, now + 0.2), (now + 600, now + 700)])
+    def forward(sig, frame):  # what the runner does: release (SIGCONT), then forward
+        ctl.forward(sig)
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    print(child.pid, flush=True)
+    while child.poll() is None:
+        ctl.poll()
+        time.sleep(0.05)
+    ctl.release()
+    sys.exit(0 if child.returncode == -signal.SIGTERM or child.returncode == -signal.SIGINT
+             else 1)
+    """
+)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_to_parent_while_child_stopped_leaves_no_stopped_orphan(tmp_path, sig):
+    counter = tmp_path / "n"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, COUNTER, str(counter)], stdout=subprocess.PIPE, text=True
+    )
+    child_pid = int(parent.stdout.readline())
+    try:
+        assert _wait_state(child_pid, "T"), "the child should be stopped in its pause"
+        parent.send_signal(sig)
+        assert parent.wait(timeout=10) == 0, "the child must die of the forwarded signal"
+        assert _state(child_pid) is None, "no child (stopped or zombie) may remain"
+    finally:
+        if _state(child_pid) is not None:
+            os.kill(child_pid, signal.SIGKILL)
+        parent.kill()
+        parent.wait()
