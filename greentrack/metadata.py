@@ -14,7 +14,42 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["collect", "git_info"]
+__all__ = ["collect", "git_info", "mask_argv", "secret_values"]
+
+_SECRET_FLAGS = ("password", "passwd", "token", "secret", "api-key", "api_key", "apikey")
+
+
+def secret_values(providers: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """Values never to store: provider settings whose key names a secret (token, password...)."""
+    out = []
+    for opts in (providers or {}).values():
+        for k, v in opts.items():
+            if isinstance(v, str) and any(w in k.lower() for w in ("token", "password", "secret",
+                                                                    "key")):  # fmt: skip
+                out.append(v)
+    return out
+
+
+def mask_argv(argv: list[str], secrets: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """A command line safe to store: URL passwords, ``--token X`` / ``--password=X`` values and
+    the given secret values replaced by ``***``."""
+    from greentrack.security import mask_secrets
+
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            out.append("***")
+            hide_next = False
+            continue
+        flag = arg.lstrip("-").lower()
+        if arg.startswith("-") and any(w in flag for w in _SECRET_FLAGS):
+            if "=" in arg:
+                arg = arg.split("=", 1)[0] + "=***"
+            else:
+                hide_next = True
+        out.append(mask_secrets(arg, secrets))
+    return out
 
 
 def git_info(cwd: str | Path | None = None) -> dict[str, Any]:
@@ -38,8 +73,11 @@ def git_info(cwd: str | Path | None = None) -> dict[str, Any]:
         return {}
 
 
-def collect(device_models: dict[str, str] | None = None) -> dict[str, Any]:
-    """Everything worth knowing about where and how a run ran."""
+def collect(
+    device_models: dict[str, str] | None = None, secrets: list[str] | tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Everything worth knowing about where and how a run ran (secrets masked, see
+    :func:`mask_argv`)."""
     from greentrack import hardware
 
     meta: dict[str, Any] = {
@@ -49,7 +87,7 @@ def collect(device_models: dict[str, str] | None = None) -> dict[str, Any]:
         "cpu_model": hardware.cpu_model(),
         "cpu_count": os.cpu_count(),
         "gpu_models": sorted({m for d, m in (device_models or {}).items() if d.startswith("gpu")}),
-        "command": [sys.executable, *sys.argv],
+        "command": mask_argv([sys.executable, *sys.argv], secrets),
         "cwd": os.getcwd(),
         "pid": os.getpid(),
     }

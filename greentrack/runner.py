@@ -44,18 +44,23 @@ def run_command(
             ``poll()`` (called every 0.2 s while waiting, e.g. a SIGSTOP/SIGCONT pause controller)
             and ``release()`` (called before signals are forwarded and at the end).
     """
+    from greentrack.config import load_config
+    from greentrack.metadata import mask_argv, secret_values
     from greentrack.tracker import Run
 
     if not argv:
         raise ConfigError("no command given: greentrack run [OPTIONS] -- CMD [ARGS...]")
+    config = load_config()
+    secrets = secret_values(config.providers)
     run = Run(
         name or os.path.basename(argv[0]),
         project=project,
         params=params,
-        tags={**(tags or {}), "command": " ".join(argv)[:500]},
+        tags={**(tags or {}), "command": " ".join(mask_argv(list(argv), secrets))[:500]},
         region=region,
         db=db_url,
         interval_s=interval_s,
+        config=config,
     )
     if plan:
         run.set_plan(plan)

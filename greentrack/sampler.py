@@ -20,7 +20,24 @@ from dataclasses import dataclass, field
 from greentrack.errors import MeterError
 from greentrack.meters.base import DeviceReading, Meter
 
-__all__ = ["DeviceSeries", "Sampler"]
+__all__ = ["DeviceSeries", "Sampler", "steady_clock"]
+
+
+def steady_clock() -> Callable[[], tuple[float, float]]:
+    """A ``(monotonic_s, wall_s)`` clock whose wall time advances with the monotonic clock.
+
+    Wall time is read once, now; afterwards it is ``wall0 + (monotonic - monotonic0)``. Sample
+    times, durations and power then stay right when the system clock is stepped (NTP, a VM
+    resumed, an operator): a run is accounted on its real elapsed time. The only cost is the
+    clock's drift over the run (NTP slews at most 0.5 ms/s).
+    """
+    mono0, wall0 = time.monotonic(), time.time()
+
+    def clock() -> tuple[float, float]:
+        mono = time.monotonic()
+        return mono, wall0 + (mono - mono0)
+
+    return clock
 
 
 @dataclass
@@ -46,7 +63,8 @@ class Sampler:
         on_checkpoint: called on the sampler thread with the new kept points
             ``[(device, component, t_s, energy_j, power_w)]``; must not raise.
         max_points: points per device before spacing grows with elapsed time.
-        clock: ``(monotonic_s, wall_s)`` provider (tests simulate long runs with it).
+        clock: ``(monotonic_s, wall_s)`` provider (default :func:`steady_clock`; tests
+            simulate long runs with it).
     """
 
     def __init__(
@@ -67,7 +85,7 @@ class Sampler:
         self.on_checkpoint = on_checkpoint
         self.on_warning = on_warning
         self.max_points = max_points
-        self.clock = clock or (lambda: (time.monotonic(), time.time()))
+        self.clock = clock or steady_clock()
         self.series: dict[str, DeviceSeries] = {}
         self.latest: dict[str, DeviceReading] = {}
         self._pending: list[tuple[str, str, float, float, float | None]] = []

@@ -28,23 +28,29 @@ Algorithms:
   boundary". Starts are therefore *not* restricted to step boundaries; ties go to the earliest.
 * **Pause & Resume**: a dynamic programme over cells of length ``q`` (the planning quantum:
   ``q = gcd(step, D, min_run, W)`` in whole seconds, so ``q`` is the step itself for whole-hour
-  jobs on hourly data). It chooses the cells the job runs in so that every run segment lasts at
-  least ``min_run`` (rounded up to whole cells, clipped to ``D``), there are at most
-  ``max_pauses`` pauses, and the emissions — plus ``pause_power_w`` drawn while paused between
-  segments — are minimal. State: (cells done, segments used, running / paused); the work cell
-  ``w`` carries energy ``E_w`` so power profiles are exact too. It is exact over plans whose
-  starts and pauses fall on the cell grid; with the submission time on the grid (always in the
-  study), the grid optimum is the optimum over *all* plans: the problem is linear in the segment
-  end points inside each choice of steps, its constraints are bounds on grid points, differences
-  of consecutive end points (lengths ≥ ``min_run``, pauses ≥ 0) and one total (= ``D``), so the
-  vertices lie on the grid (tests check this against finer grids). The DP is run on the grid
-  aligned to the data's steps and on the same grid shifted to the submission time, and the better
-  plan — or the Flexible Start plan, which has no pause and is always feasible — is returned, so
-  ``pause_resume ≤ flexible_start ≤ run_now`` always holds.
-* **Duration not a whole number of cells**: when ``q`` would be too fine for the DP's size budget,
-  the quantum drops ``W`` then ``D`` from the gcd; the job then occupies ``ceil(D / q)`` cells and
-  its last cell is used only for the remainder (the plan's final segment ends early by that much).
-  For very long jobs on fine data the cells may span several steps (the ``method`` text says so).
+  jobs on hourly data, 30 min for a 90 min job). It chooses the cells the job runs in so that
+  every run segment lasts at least ``min_run`` (rounded up to whole cells, clipped to ``D``),
+  there are at most ``max_pauses`` pauses, and the emissions — plus ``pause_power_w`` drawn while
+  paused between segments — are minimal. State: (work cells done, segments started, running or
+  idle); work cell ``w`` carries its energy ``E_w``, so a power profile costs ``c_i·E_w`` in cell
+  ``i``. The DP is exact over plans whose starts and pauses lie on the grid aligned to the data's
+  steps (brute-force tested). For constant power with the submission time on that grid (always in
+  the study; ``--at`` on the hour for hourly data) that is the optimum over *all* plans: inside
+  each choice of steps the cost is linear in the segment end points, and the constraints are
+  bounds on grid points, differences of consecutive end points (segments ≥ ``min_run``, pauses
+  ≥ 0) and one total (= ``D``), so every vertex lies on the grid (tests also check that finer
+  grids never do better). For an off-grid submission time the DP also runs on the same grid
+  shifted to the submission time (cells straddling steps, costed at their exact mean), both in
+  one vectorised pass; the better plan — or the exact Flexible Start plan, which has no pause and
+  is always feasible — is returned, so ``pause_resume ≤ flexible_start ≤ run_now`` always holds.
+* **Duration not a whole number of cells**: when ``q`` would be too fine for the DP's size budget
+  (e.g. a 3 h 17 min 23 s profiled run), the quantum drops ``W`` then ``D`` from the gcd; the job
+  then occupies ``ceil(D / q)`` cells and its last cell is used only for the remainder (the
+  plan's final segment ends early by that much and may be shorter than ``min_run`` by less than
+  one cell). For very long jobs on fine data the cells may span several steps (costed at their
+  mean; the plan's ``warnings`` say so).
+* The study (every submission of a history) lives in :mod:`greentrack.schedule_study`; its names
+  (``study``, ``study_files``, ``format_study``...) are re-exported here lazily.
 
 Invariants (tested): ``pause_resume ≤ flexible_start ≤ run_now``; ``pause_resume ==
 flexible_start`` when the job is no longer than ``min_run`` (one segment; with hourly data and the
@@ -61,6 +67,7 @@ DST change is 24 real hours.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import re
 import time
@@ -81,12 +88,9 @@ __all__ = [
     "Plan",
     "PowerProfile",
     "Segment",
-    "StudyResult",
-    "StudyRow",
     "evaluate_segments",
     "flexible_start",
     "format_plan",
-    "format_study",
     "format_time",
     "parse_duration",
     "parse_time",
@@ -98,11 +102,28 @@ __all__ = [
     "profile_from_samples",
     "resume_at",
     "run_now",
-    "save_study_plot",
     "should_pause",
-    "study",
-    "study_series",
 ]
+
+_STUDY_NAMES = (
+    "StudyResult",
+    "StudyRow",
+    "format_study",
+    "save_study_plot",
+    "study",
+    "study_files",
+    "study_series",
+)
+
+
+def __getattr__(name: str) -> Any:
+    """The study lives in :mod:`greentrack.schedule_study`; its names are re-exported here."""
+    if name in _STUDY_NAMES:
+        from greentrack import schedule_study
+
+        return getattr(schedule_study, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 DEFAULT_POWER_W = 1000.0
 """Power of the job when none is given: 1 kW, so figures read as g per kWh-hour of running."""
@@ -130,7 +151,7 @@ _ISO_DUR_RE = re.compile(
 
 
 def parse_duration(value: float | int | str, what: str = "duration") -> float:
-    """A duration in seconds from ``6h``, ``90m``, ``1h30m``, ``3600s``, ``2d``, ``PT6H`` or seconds.
+    """Seconds from ``6h``, ``90m``, ``1h30m``, ``3600s``, ``2d``, ``1w``, ``PT6H`` or a number.
 
     Numbers (int/float) are seconds; strings need a unit. Raises ScheduleError on bad input.
     """
@@ -251,7 +272,7 @@ def _fmt_dur(seconds: float) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     if s:
-        return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+        return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
     return f"{h}h{m:02d}m" if h and m else (f"{h}h" if h else f"{m}m")
 
 
@@ -546,7 +567,7 @@ def _segments_of(plan: Plan | Mapping[str, Any]) -> list[tuple[float, float]]:
 def pause_windows(plan: Plan | Mapping[str, Any]) -> list[tuple[float, float]]:
     """The pauses of a plan: ``[(start_s, end_s), ...]`` between consecutive run segments."""
     segs = _segments_of(plan)
-    return [(a[1], b[0]) for a, b in zip(segs, segs[1:], strict=False) if b[0] > a[1]]
+    return [(a[1], b[0]) for a, b in itertools.pairwise(segs) if b[0] > a[1]]
 
 
 def should_pause(plan: Plan | Mapping[str, Any], now_s: float) -> bool:
@@ -593,7 +614,7 @@ def evaluate_segments(
         total += float(np.sum(job.power_w[k] * np.diff(ints)))
         elapsed = hi
     if pause_power_w > 0:
-        for (_, e0), (s1, _) in zip(segs, segs[1:], strict=False):
+        for (_, e0), (s1, _) in itertools.pairwise(segs):
             total += pause_power_w * float(series.integral(s1) - series.integral(e0))
     return total / J_PER_KWH
 
@@ -737,7 +758,7 @@ def _fs_candidates(series: IntensitySeries, a: float, w: float, job: PowerProfil
     step, s0 = series.step_s, float(series.start_s[0])
     residues = np.unique(np.round(np.mod(-job.breakpoints_s(), step), 6))
     j0 = np.floor((a - residues - s0) / step)  # first index at or before a, per residue
-    count = int(math.floor(w / step)) + 2
+    count = math.floor(w / step) + 2
     grid = s0 + residues[:, None] + (j0[:, None] + np.arange(count)[None, :]) * step
     cand = np.concatenate(([a, a + w], grid.ravel()))
     cand = cand[(cand >= a - _EPS_S) & (cand <= a + w + _EPS_S)]
@@ -765,7 +786,7 @@ def flexible_start(
     power_w: float | None = None,
     profile: PowerProfile | Sequence[float] | None = None,
 ) -> Plan:
-    """Best single uninterrupted run starting in ``[at_s, at_s + W]``; exact over continuous starts."""
+    """Best uninterrupted run starting in ``[at_s, at_s + W]``; exact over continuous starts."""
     job = _binned_for(_job(duration_s, power_w, profile), series.step_s)
     w = _slack(at_s, job.duration_s, within_s, deadline_s)
     w, deadline = _window(series, at_s, job.duration_s, w)
@@ -826,16 +847,22 @@ def _pr_dp(
     max_segments: int | None,
     idle_g: np.ndarray | None = None,
     backtrack: bool = False,
-) -> tuple[np.ndarray, list[int] | None]:
+) -> tuple[np.ndarray, list[list[int] | None] | None]:
     """Minimum emissions of running N work cells in T time cells, for S windows at once.
 
+    States after cell ``i``: ``off[n, k, s]`` (cell i-1 idle: not started, paused or finished)
+    and ``on[n, k, s]`` (cell i-1 runs, in a segment already ≥ m cells long), with ``n`` work
+    cells done and ``k`` segments started. A segment starts from ``off`` with a block of exactly
+    ``m`` cells (arriving ``m`` cells later) and then extends one cell at a time; a paused cell
+    (0 < n < N) costs ``idle_g``. O(T·N·K·S) time, O(m·N·K·S) memory.
+
     Args:
-        cell_c: (S, T) intensity of each time cell. Units: g/kWh.
+        cell_c: (S, T) intensity of each time cell. Units: g/kWh. ``inf`` marks unusable cells.
         energy_kwh: (N,) energy of each work cell (the job's elapsed-time chunks). Units: kWh.
         min_cells: shortest segment, in cells (1 ≤ min_cells ≤ N).
         max_segments: cap on segments (None: unlimited).
         idle_g: (S, T) emissions of a paused cell between segments, or None. Units: g.
-        backtrack: return the used time cells (S must be 1).
+        backtrack: also return, per window, the used time cells (None where infeasible).
 
     Returns:
         (S,) minimum emissions in g (inf where infeasible), and the used cells when asked.
@@ -846,66 +873,98 @@ def _pr_dp(
     k_step = 1 if max_segments is not None else 0
     # layout (work done n, segments k, window s): the windows axis is contiguous
     c_t = np.ascontiguousarray(cell_c.T)  # (T, S)
+    bad_t = ~np.isfinite(c_t)  # unusable cells (padding): never run in them
+    has_bad = bool(bad_t.any())
+    if has_bad:  # keep inf out of sums and products (inf - inf, 0 W x inf are NaN)
+        c_t = np.where(bad_t, 0.0, c_t)
+        cum_bad = np.concatenate((np.zeros((1, s_count)), np.cumsum(bad_t, axis=0)))
     idle_t = None if idle_g is None else np.ascontiguousarray(idle_g.T)
     shape = (n_work + 1, kd, s_count)
-    off = np.full(shape, np.inf)  # cell i-1 idle: not started, paused or finished
+    off = np.full(shape, np.inf)
     off[0, 0, :] = 0.0
-    on = np.full(shape, np.inf)  # cell i-1 runs, in a segment already >= m cells long
+    on = np.full(shape, np.inf)
     pending: dict[int, np.ndarray] = {}  # blocks of m cells arriving at a later i
-    hank = _hankel(energy_kwh, m)  # (m, N - m + 1)
     width = n_work - m + 1
-    src_on_block: list[np.ndarray] = []
-    src_off_from_on: list[np.ndarray] = []
+    # block costs without BLAS (OpenBLAS threads small products and crawls on busy machines):
+    # constant power (but maybe a shorter last cell) is a window sum; a profile accumulates.
+    e0 = float(energy_kwh[0])
+    constant = bool(np.all(energy_kwh[:-1] == e0))
+    cum_c = np.concatenate((np.zeros((1, s_count)), np.cumsum(c_t, axis=0))) if constant else None
+    e_last_extra = float(energy_kwh[-1]) - e0
+    hank = _hankel(energy_kwh, m)[:, :, None]  # (m, N - m + 1, 1)
+    block = np.empty((width, s_count))
+    shifted = np.empty((n_work, kd, s_count))
+    work = np.empty((n_work, 1, s_count))  # cost of cell i as work cell n
+    energy_col = energy_kwh[:, None, None]
+    src_block: list[np.ndarray | None] = []  # per i: where on[m:, k_step:] came from a block
+    src_off: list[np.ndarray] = []  # per i: where off came from on
     for i in range(t_count):
         # a new segment of exactly m cells starting at cell i, after a pause (or at the start)
         if i + m <= t_count:
-            block = hank.T @ c_t[i : i + m]  # (N - m + 1, S): its emissions per work done
+            if cum_c is not None:  # block[n] = e0·Σc over the m cells (+ the last cell's excess)
+                block[:] = e0 * (cum_c[i + m] - cum_c[i])
+                if e_last_extra:
+                    block[width - 1] += e_last_extra * c_t[i + m - 1]
+            else:  # block[n] = Σ_u E[n + u]·c[i + u]
+                np.multiply(hank[0], c_t[i], out=block)
+                for u in range(1, m):
+                    block += hank[u] * c_t[i + u]
+            if has_bad:
+                block[:, cum_bad[i + m] > cum_bad[i]] = np.inf
             arrive = off[:width, : kd - k_step, :] + block[:, None, :]
             prev = pending.get(i + m)
             pending[i + m] = arrive if prev is None else np.minimum(prev, arrive, out=prev)
         if backtrack:
-            src_off_from_on.append((on < off)[:, :, 0])
+            src_off.append(on < off)
         np.minimum(off, on, out=off)  # cell i idle
         if idle_t is not None and n_work > 1:
-            off[1:n_work] += idle_t[i][None, None, :]  # paused between segments
-        # cell i extends the running segment (numpy buffers the overlapping shift)
-        on[1:] = on[:-1] + (energy_kwh[:, None] * c_t[i][None, :])[:, None, :]
+            off[1:n_work] += idle_t[i]  # paused between segments
+        # cell i extends the running segment
+        np.multiply(energy_col, c_t[i], out=work)
+        if has_bad:
+            work[:, :, bad_t[i]] = np.inf
+        np.add(on[:-1], work, out=shifted)
+        on[1:] = shifted
         on[0] = np.inf
         arrived = pending.pop(i + 1, None)
-        target = on[m:, k_step:, :]
-        if backtrack:
-            by_block = np.zeros(shape, dtype=bool)
-            if arrived is not None:
-                by_block[m:, k_step:, :] = arrived < target
-            src_on_block.append(by_block[:, :, 0])
         if arrived is not None:
+            target = on[m:, k_step:, :]
+            if backtrack:
+                src_block.append(arrived < target)
             np.minimum(target, arrived, out=target)
+        elif backtrack:
+            src_block.append(None)
     final = np.minimum(off[n_work], on[n_work])  # (kd, S)
     best = final.min(axis=0)
     if not backtrack:
         return best, None
-    if not np.isfinite(best[0]):
-        return best, None
-    k = int(np.argmin(final[:, 0]))  # fewest segments among equal costs
-    state = "on" if on[n_work, k, 0] <= off[n_work, k, 0] else "off"
-    used: list[int] = []
-    i, n = t_count, n_work
-    while i > 0:
-        if state == "off":
-            state = "on" if src_off_from_on[i - 1][n, k] else "off"
-            i -= 1
-        elif src_on_block[i - 1][n, k]:
-            used.extend(range(i - m, i))
-            n -= m
-            k -= k_step
-            i -= m
-            state = "off"
-        else:
-            used.append(i - 1)
-            n -= 1
-            i -= 1
-    assert n == 0, "Pause & Resume backtrack must end with no work left"
-    return best, sorted(used)
+    paths: list[list[int] | None] = []
+    for s_i in range(s_count):
+        if not np.isfinite(best[s_i]):
+            paths.append(None)
+            continue
+        k = int(np.argmin(final[:, s_i]))  # fewest segments among equal costs
+        state = "on" if on[n_work, k, s_i] <= off[n_work, k, s_i] else "off"
+        used: list[int] = []
+        i, n = t_count, n_work
+        while i > 0:
+            mask = src_block[i - 1]
+            if state == "off":
+                state = "on" if src_off[i - 1][n, k, s_i] else "off"
+                i -= 1
+            elif mask is not None and n >= m and k >= k_step and mask[n - m, k - k_step, s_i]:
+                used.extend(range(i - m, i))
+                n -= m
+                k -= k_step
+                i -= m
+                state = "off"
+            else:
+                used.append(i - 1)
+                n -= 1
+                i -= 1
+        assert n == 0, "Pause & Resume backtrack must end with no work left"
+        paths.append(sorted(used))
+    return best, paths
 
 
 def _quantum_options(step_s: float, d: float, m: float, w: float) -> list[tuple[float, str]]:
@@ -938,40 +997,50 @@ def _work_energy_kwh(job: PowerProfile, q: float) -> np.ndarray:
     return np.diff(job.cumulative_j(edges)) / J_PER_KWH
 
 
-def _pr_on_grid(
+def _pr_on_grids(
     series: IntensitySeries,
-    g0: float,
+    origins_s: Sequence[float],
     t_hi: float,
     q: float,
     job: PowerProfile,
     min_run_s: float,
     max_pauses: int | None,
     pause_power_w: float,
-) -> list[tuple[float, float]] | None:
-    """The DP plan on cells ``[g0 + iq, g0 + (i+1)q)`` up to ``t_hi``; None when infeasible."""
-    t_count = int(math.floor((t_hi - g0) / q + 1e-9))
+) -> list[list[tuple[float, float]] | None]:
+    """DP plans on cells ``[g0 + iq, g0 + (i+1)q)`` up to ``t_hi``, one per origin ``g0``.
+
+    All grids go through one vectorised DP (shorter ones padded with unusable cells).
+    """
     energy = _work_energy_kwh(job, q)
     n_work = energy.size
+    counts = [math.floor((t_hi - g0) / q + 1e-9) for g0 in origins_s]
+    t_count = max(counts)
     if t_count < n_work:
-        return None
+        return [None] * len(origins_s)
     m = min(n_work, max(1, math.ceil(min_run_s / q - 1e-9)))
-    edges = g0 + np.arange(t_count + 1) * q
-    cell_c = series.mean(edges[:-1], edges[1:])[None, :]
+    cell_c = np.full((len(origins_s), t_count), np.inf)
+    for row, (g0, count) in enumerate(zip(origins_s, counts, strict=True)):
+        edges = g0 + np.arange(count + 1) * q
+        cell_c[row, :count] = series.mean(edges[:-1], edges[1:])
     idle = cell_c * (pause_power_w * q / J_PER_KWH) if pause_power_w > 0 else None
     kcap = None if max_pauses is None else max_pauses + 1
-    best, used = _pr_dp(cell_c, energy, m, kcap, idle, backtrack=True)
-    if used is None or not np.isfinite(best[0]):
-        return None
+    _, paths = _pr_dp(cell_c, energy, m, kcap, idle, backtrack=True)
     rem = job.duration_s - (n_work - 1) * q
-    segs: list[list[float]] = []
-    for c in used:
-        start = g0 + c * q
-        if segs and abs(segs[-1][1] - start) < _EPS_S:
-            segs[-1][1] = start + q
-        else:
-            segs.append([start, start + q])
-    segs[-1][1] -= q - rem  # the last cell holds only the remainder of the job
-    return [(a, b) for a, b in segs]
+    out: list[list[tuple[float, float]] | None] = []
+    for g0, used in zip(origins_s, paths or [], strict=True):
+        if used is None:
+            out.append(None)
+            continue
+        segs: list[list[float]] = []
+        for c in used:
+            start = g0 + c * q
+            if segs and abs(segs[-1][1] - start) < _EPS_S:
+                segs[-1][1] = start + q
+            else:
+                segs.append([start, start + q])
+        segs[-1][1] -= q - rem  # the last cell holds only the remainder of the job
+        out.append([(a, b) for a, b in segs])
+    return out
 
 
 def pause_resume(
@@ -1029,8 +1098,8 @@ def pause_resume(
         grids = [step_grid]
         if abs(step_grid - at_s) > _EPS_S:
             grids.append(at_s)  # the same grid shifted to the submission time
-        for g0 in grids:
-            segs = _pr_on_grid(series, g0, deadline, q_used, job, m_eff, max_pauses, pause_power_w)
+        plans = _pr_on_grids(series, grids, deadline, q_used, job, m_eff, max_pauses, pause_power_w)
+        for segs in plans:
             if segs is None:
                 continue
             e = evaluate_segments(series, segs, job, pause_power_w)
@@ -1080,9 +1149,7 @@ def plan_series(
     """Plan one job on a series with the named strategy (numbers only; see :func:`plan`)."""
     if strategy == "flexible_start":
         if min_run_s is not None or max_pauses is not None or pause_power_w:
-            raise ScheduleError(
-                "--min-run, --max-pauses and --pause-power-w need --pause-resume"
-            )
+            raise ScheduleError("--min-run, --max-pauses and --pause-power-w need --pause-resume")
         return flexible_start(
             series,
             at_s,
@@ -1230,6 +1297,8 @@ def plan(
         print(p.start_s, p.expected_co2e_g, p.run_now_co2e_g, p.saving_pct, p.provenance)
     """
     now = time.time() if now_s is None else float(now_s)
+    if tz:
+        _zone(tz)  # a wrong zone name is an error even when no naive time needs it
     at_s = parse_time(at, tz=tz, now_s=now, what="submission time")
     d_s = None if duration is None else parse_duration(duration)
     if profile_run is not None:
@@ -1289,285 +1358,3 @@ def format_plan(p: Plan) -> str:
         lines.append(f"  (Flexible Start alone: {p.alternatives['flexible_start']:,.1f} gCO2e)")
     lines += [f"  note: {w}" for w in p.warnings]
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------------
-# The study: every submission time in a series
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StudyRow:
-    """One strategy for one (duration, within) over every submission time of a series.
-
-    ``mean_reduction_pct`` is the mean over submissions of ``100 · (1 - E / E₀)``;
-    ``aggregate_reduction_pct`` is ``100 · (1 - ΣE / ΣE₀)`` (total emissions of all jobs), where
-    ``E₀`` is running at submission time.
-    """
-
-    duration_h: float
-    within_h: float
-    strategy: str
-    mean_reduction_pct: float
-    aggregate_reduction_pct: float
-    submissions: int
-    zone: str = ""
-    min_run_h: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "duration_h": self.duration_h,
-            "within_h": self.within_h,
-            "strategy": self.strategy,
-            "mean_reduction_pct": self.mean_reduction_pct,
-            "aggregate_reduction_pct": self.aggregate_reduction_pct,
-            "submissions": self.submissions,
-            "zone": self.zone,
-            "min_run_h": self.min_run_h,
-        }
-
-
-@dataclass(frozen=True)
-class StudyResult:
-    """Rows of a study plus the per-submission reductions (for plots)."""
-
-    rows: tuple[StudyRow, ...]
-    provenance: Provenance
-    reductions_pct: Mapping[tuple[float, float, str], np.ndarray] = field(repr=False)
-
-    def to_list(self) -> list[dict[str, Any]]:
-        return [r.to_dict() for r in self.rows]
-
-
-def _sliding_min(x: np.ndarray, width: int, count: int) -> np.ndarray:
-    from numpy.lib.stride_tricks import sliding_window_view
-
-    return sliding_window_view(x, width)[:count].min(axis=1)
-
-
-def study_series(
-    series: IntensitySeries,
-    durations_s: Sequence[float],
-    within_s: float | Sequence[float],
-    *,
-    min_run_s: float | None = None,
-    max_pauses: int | None = None,
-    strategies: Sequence[str] = ("flexible_start", "pause_resume"),
-) -> StudyResult:
-    """Evaluate the strategies for every whole-step submission where the window fits the data.
-
-    Jobs start on step boundaries; Flexible Start picks the best step-boundary start in the window
-    (sliding minimum of cumulative-sum window costs), Pause & Resume runs the exact DP (cells of
-    ``gcd(step, D, min_run)``) for all submissions at once. Constant power (it cancels out).
-    """
-    withins = [float(within_s)] if isinstance(within_s, int | float) else [float(x) for x in within_s]
-    step = series.step_s
-    s0 = float(series.start_s[0])
-    n = len(series)
-    m_s = DEFAULT_MIN_RUN_S if min_run_s is None else float(min_run_s)
-    rows: list[StudyRow] = []
-    red: dict[tuple[float, float, str], np.ndarray] = {}
-    for d in durations_s:
-        if not d > 0:
-            raise ScheduleError(f"study durations must be positive (got {d} s)")
-        starts = s0 + np.arange(n) * step
-        f_all = series.integral(starts + d) - series.integral(starts)  # (g/kWh)·s per start
-        for w in withins:
-            if w < 0:
-                raise ScheduleError(f"--within must not be negative (got {w} s)")
-            count = int(math.floor((series.end_s - s0 - d - w) / step + 1e-9)) + 1
-            if count <= 0:
-                raise ScheduleError(
-                    f"the data ({_fmt_dur(n * step)}) is shorter than one "
-                    f"{_fmt_dur(d)} job plus {_fmt_dur(w)} of slack"
-                )
-            e0 = f_all[:count]
-            k_max = int(math.floor(w / step + 1e-9))
-            results: dict[str, np.ndarray] = {}
-            if "flexible_start" in strategies:
-                results["flexible_start"] = np.minimum(_sliding_min(f_all, k_max + 1, count), e0)
-            if "pause_resume" in strategies:
-                results["pause_resume"] = np.minimum(
-                    _study_pr(series, d, w, m_s, max_pauses, count),
-                    results.get("flexible_start", e0),
-                )
-            for name, e in results.items():
-                valid = e0 > 0
-                per = np.where(valid, 100.0 * (1.0 - e / np.where(valid, e0, 1.0)), np.nan)
-                agg = 100.0 * (1.0 - e.sum() / e0.sum()) if e0.sum() > 0 else 0.0
-                rows.append(
-                    StudyRow(
-                        duration_h=d / 3600.0,
-                        within_h=w / 3600.0,
-                        strategy=name,
-                        mean_reduction_pct=float(np.nanmean(per)) if valid.any() else 0.0,
-                        aggregate_reduction_pct=float(agg),
-                        submissions=count,
-                        zone=series.provenance.zone,
-                        min_run_h=(min(m_s, d) / 3600.0) if name == "pause_resume" else None,
-                    )
-                )
-                red[(d / 3600.0, w / 3600.0, name)] = per
-    return StudyResult(tuple(rows), series.provenance, red)
-
-
-def _study_pr(
-    series: IntensitySeries,
-    d: float,
-    w: float,
-    min_run_s: float,
-    max_pauses: int | None,
-    count: int,
-) -> np.ndarray:
-    """Pause & Resume cost ((g/kWh)·s at 1 W) for the first ``count`` submissions, vectorised."""
-    from numpy.lib.stride_tricks import sliding_window_view
-
-    m_eff = min(min_run_s, d)
-    kd = 1 if max_pauses is None else max_pauses + 2
-    q = None
-    for cand, _ in _quantum_options(series.step_s, d, m_eff, w):
-        if cand > series.step_s:
-            break  # the study keeps to the data's resolution
-        if int(series.step_s) % int(cand) != 0:
-            continue
-        t_count = math.floor((d + w) / cand + 1e-9)
-        n_work = math.ceil(d / cand - 1e-9)
-        if count * t_count * (n_work + 1) * kd <= 200_000_000:
-            q = cand
-            break
-    if q is None:
-        q = series.step_s
-    r = round(series.step_s / q)
-    t_count = math.floor((d + w) / q + 1e-9)
-    n_work = math.ceil(d / q - 1e-9)
-    energy = np.diff(np.minimum(np.arange(n_work + 1) * q, d))  # seconds at 1 W: E in W·s units
-    if t_count < n_work:
-        return np.full(count, np.inf)
-    m = min(n_work, max(1, math.ceil(m_eff / q - 1e-9)))
-    cells = np.repeat(series.g_per_kwh, r)
-    need = (count - 1) * r + t_count
-    if need > cells.size:
-        cells = np.concatenate((cells, np.full(need - cells.size, series.g_per_kwh[-1])))
-    cell_c = sliding_window_view(cells, t_count)[: (count - 1) * r + 1 : r]
-    kcap = None if max_pauses is None else max_pauses + 1
-    if m == 1 and kcap is None and np.all(energy == energy[0]):
-        # no constraint binds: the N cheapest cells of each window (exact, O(S·T))
-        part = np.partition(cell_c, n_work - 1, axis=1)[:, :n_work]
-        return part.sum(axis=1) * energy[0]
-    out = np.empty(count)
-    chunk = max(256, 8192_00 // ((n_work + 1) * (1 if kcap is None else kcap + 1)))
-    for i in range(0, count, chunk):
-        best, _ = _pr_dp(cell_c[i : i + chunk], energy, m, kcap)
-        out[i : i + chunk] = best
-    return out
-
-
-def study(
-    data: IntensitySeries | str | Path | Sequence[str | Path],
-    durations: Sequence[float | str] | float | str,
-    within: Sequence[float | str] | float | str,
-    *,
-    min_run: float | str | None = None,
-    max_pauses: int | None = None,
-) -> StudyResult:
-    """The study over a series or CSV file(s): see :func:`study_series`.
-
-    Example::
-
-        r = study("ES_2022_hourly.csv", ["1h", "6h", "24h"], "24h")
-        print(format_study([r]))
-    """
-    series = data if isinstance(data, IntensitySeries) else _load_csv(data, None)  # type: ignore[arg-type]
-    ds = [durations] if isinstance(durations, int | float | str) else list(durations)
-    ws = [within] if isinstance(within, int | float | str) else list(within)
-    return study_series(
-        series,
-        [parse_duration(x) for x in ds],
-        [parse_duration(x, "--within") for x in ws],
-        min_run_s=None if min_run is None else parse_duration(min_run, "--min-run"),
-        max_pauses=max_pauses,
-    )
-
-
-def format_study(results: Sequence[StudyResult], fmt: str = "markdown") -> str:
-    """A markdown (or plain) table of study rows: mean per-submission and aggregate reductions."""
-    header = [
-        "zone",
-        "data",
-        "duration",
-        "within",
-        "strategy",
-        "mean reduction per submission",
-        "aggregate reduction (1 − ΣE/ΣE₀)",
-        "submissions",
-    ]
-    body = []
-    for res in results:
-        for r in res.rows:
-            body.append(
-                [
-                    r.zone or res.provenance.zone,
-                    res.provenance.period or res.provenance.source,
-                    _fmt_dur(r.duration_h * 3600),
-                    _fmt_dur(r.within_h * 3600),
-                    "Flexible Start" if r.strategy == "flexible_start" else (
-                        f"Pause & Resume (min run {_fmt_dur((r.min_run_h or 0) * 3600)})"
-                    ),
-                    f"{r.mean_reduction_pct:.1f} %",
-                    f"{r.aggregate_reduction_pct:.1f} %",
-                    f"{r.submissions:,}",
-                ]
-            )
-    if fmt == "markdown":
-        out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-        out += ["| " + " | ".join(row) + " |" for row in body]
-        return "\n".join(out)
-    widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h)
-              for i, h in enumerate(header)]  # fmt: skip
-    lines = ["  ".join(h.ljust(wd) for h, wd in zip(header, widths, strict=True))]
-    lines += ["  ".join(c.ljust(wd) for c, wd in zip(row, widths, strict=True)) for row in body]
-    return "\n".join(lines)
-
-
-def save_study_plot(results: Sequence[StudyResult], path: str | Path) -> Path:
-    """Bar chart of mean and aggregate reductions per zone, duration and strategy (matplotlib)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(
-        1, len(results), figsize=(4.2 * max(1, len(results)), 3.6), squeeze=False, sharey=True
-    )
-    for ax, res in zip(axes[0], results, strict=True):
-        labels, mean_fs, agg_fs, mean_pr, agg_pr = [], [], [], [], []
-        keys = sorted({(r.duration_h, r.within_h) for r in res.rows})
-        for d, w in keys:
-            labels.append(f"{_fmt_dur(d * 3600)}\n+{_fmt_dur(w * 3600)}")
-            by = {r.strategy: r for r in res.rows if (r.duration_h, r.within_h) == (d, w)}
-            fs, pr = by.get("flexible_start"), by.get("pause_resume")
-            mean_fs.append(fs.mean_reduction_pct if fs else np.nan)
-            agg_fs.append(fs.aggregate_reduction_pct if fs else np.nan)
-            mean_pr.append(pr.mean_reduction_pct if pr else np.nan)
-            agg_pr.append(pr.aggregate_reduction_pct if pr else np.nan)
-        x = np.arange(len(labels))
-        wd = 0.2
-        ax.bar(x - 1.5 * wd, mean_fs, wd, label="Flexible Start, mean", color="#8fbc8f")
-        ax.bar(x - 0.5 * wd, agg_fs, wd, label="Flexible Start, aggregate", color="#2e8b57")
-        ax.bar(x + 0.5 * wd, mean_pr, wd, label="Pause & Resume, mean", color="#87ceeb")
-        ax.bar(x + 1.5 * wd, agg_pr, wd, label="Pause & Resume, aggregate", color="#4682b4")
-        ax.set_xticks(x, labels)
-        ax.set_title(f"{res.provenance.zone} {res.provenance.period}".strip(), fontsize=10)
-        ax.grid(axis="y", alpha=0.3)
-    axes[0][0].set_ylabel("emission reduction vs run now (%)")
-    axes[0][-1].legend(fontsize=7, loc="upper left")
-    fig.suptitle(
-        "Carbon-aware scheduling, every hourly submission "
-        "(mean = mean per job; aggregate = 1 − ΣE/ΣE₀)",
-        fontsize=9,
-    )
-    fig.tight_layout()
-    out = Path(path)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out

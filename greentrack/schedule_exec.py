@@ -28,8 +28,10 @@ Time is injected (:class:`Clock`): tests drive the waiting loop with :class:`Fak
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -154,7 +156,7 @@ class PauseController:
         self.clock = clock or SystemClock()
         self.process_group = process_group
         self.on_event = on_event
-        self.pauses = [(a[1], b[0]) for a, b in zip(segs, segs[1:], strict=False) if b[0] > a[1]]
+        self.pauses = [(a[1], b[0]) for a, b in itertools.pairwise(segs) if b[0] > a[1]]
         self.events: list[tuple[str, float]] = []
         self.paused = False
         self._released = False
@@ -444,7 +446,7 @@ def schedule_command(
     on_started = None
     if p.pauses and pause_mode == "stop":
         on_started = _pause_hook(p, clock, plan_dict)
-    out.write(f"greentrack: starting {' '.join(argv)}\n")
+    out.write(f"greentrack: starting {shlex.join(argv)}\n")
     return int(
         run_command(
             list(argv),
@@ -489,9 +491,14 @@ def _live_fetch(opts: Mapping[str, Any]) -> Callable[[float, float], IntensitySe
 
     def fetch(now_s: float, deadline_s: float) -> IntensitySeries:
         series, _ = _source_series(
-            opts.get("region"), opts.get("source"), None, now_s, deadline_s,
-            opts.get("config"), now_s,
-        )  # fmt: skip
+            opts.get("region"),
+            opts.get("source"),
+            None,
+            now_s,
+            deadline_s,
+            opts.get("config"),
+            now_s,
+        )
         return series
 
     source = (opts.get("source") or "").strip().lower()

@@ -35,11 +35,12 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar, overload
 
 from greentrack.config import Config, load_config
+from greentrack.distributed import Placement, open_placement_meters, place
 from greentrack.errors import (
     DatabaseURLError,
     GreentrackError,
@@ -214,13 +215,14 @@ class Run:
         source: str | None = None,
         csv: Sequence[str] | str | None = None,
         run_id: str | None = None,
-        rank: int = 0,
-        world_size: int = 1,
+        rank: int | None = None,
+        world_size: int | None = None,
         measure_host: bool = True,
         config: Config | None = None,
     ) -> None:
         self.config = config or load_config()
-        self.id = run_id or os.environ.get("GREENTRACK_RUN_ID") or uuid.uuid4().hex
+        self._given_id = run_id or os.environ.get("GREENTRACK_RUN_ID")
+        self.id = self._given_id or uuid.uuid4().hex
         self.name = name or "run"
         self.project = project or os.environ.get("GREENTRACK_PROJECT") or "default"
         self.params = {str(k): str(v) for k, v in (params or {}).items()}
@@ -234,9 +236,12 @@ class Run:
         self.budget_co2e_g = budget_co2e_g
         self.source_name = source
         self.csv = [csv] if isinstance(csv, str) else list(csv or [])
-        self.rank = rank
-        self.world_size = world_size
-        self.owner = rank == 0
+        # rank / world_size None: found at start() (greentrack.distributed); given: taken as is
+        self._placement = Placement(rank or 0, world_size or 1, measure_host=measure_host)
+        self._auto_place = rank is None and world_size is None
+        self.rank = self._placement.rank
+        self.world_size = self._placement.world_size
+        self.owner = self.rank == 0
         self.measure_host = measure_host
         self.status = "created"
         self.error: str | None = None
@@ -264,9 +269,12 @@ class Run:
         self._plan: dict[str, Any] | None = _plan_from_env()
         self._carbon: dict[str, Any] = {}
         self._budget_warned = False
+        self._prefetched = False
+        self._carbon_ctx: Any = None
         self._held: Checkpoint | None = None
         self._retry_after = 0.0
         self._store_warned = False
+        self._spool_failed = False
         self.t0_mono = 0.0
         self.t0_wall = 0.0
         self.t1_mono: float | None = None
@@ -281,11 +289,15 @@ class Run:
             self.db_url
         ).sqlalchemy_url  # a malformed URL is the user's input: fail before training
         self._writer = StoreWriter(self.db_url)
+        if self._auto_place:  # in a distributed job: every rank attaches to one run
+            found = place(self._given_id)
+            self._placement = replace(found, measure_host=found.measure_host and self.measure_host)
+            self.id = self._placement.run_id or self.id
+            self.rank, self.world_size = self._placement.rank, self._placement.world_size
+            self.owner, self.measure_host = self._placement.owner, self._placement.measure_host
         meters = self._meters_override
         if meters is None:
-            from greentrack.meters import open_meters
-
-            meters = open_meters(self.config, cpu=self.measure_host, ram=self.measure_host)
+            meters = open_placement_meters(self.config, self._placement)
         for m in meters:
             try:
                 self._device_models.update(m.describe())
@@ -298,6 +310,8 @@ class Run:
             on_checkpoint=self._on_checkpoint,
             on_warning=self._on_warning,
         )
+        for w in self._placement.warnings:
+            self._on_warning("distributed", w)
         self.status = "running"
         self._sampler.start()
         self.t0_mono, self.t0_wall = self._sampler.t0_mono, self._sampler.t0_wall  # the baseline
@@ -545,16 +559,16 @@ class Run:
         from greentrack.carbon.runcarbon import account_run
 
         assert self._sampler is not None
+        self._prefetch()  # normally done already, on the checkpoint thread
+        if isinstance(self._carbon_ctx, GreentrackError):
+            raise self._carbon_ctx
         result = account_run(
+            self._carbon_ctx,
             series={d: (s.t_s, s.energy_j) for d, s in self._sampler.series.items()},
             phases={p: t["spans"] for p, t in self._phase_totals.items()},
             t0_s=self.t0_wall,
             t1_s=self.t0_wall + ((self.t1_mono or time.monotonic()) - self.t0_mono),
             pue=self.pue,
-            region=self.region_arg,
-            source=self.source_name,
-            csv=self.csv,
-            config=self.config,
         )
         for w in result.warnings:
             self._on_warning("carbon", w)
@@ -586,7 +600,24 @@ class Run:
                 }
             )
 
+    def _prefetch(self) -> None:
+        """On the checkpoint thread, while training runs: resolve the zone and intensity source
+        and import what accounting needs, so that ``stop()`` only does arithmetic."""
+        if self._prefetched:
+            return
+        self._prefetched = True
+        try:
+            from greentrack.carbon.runcarbon import prepare
+
+            self._carbon_ctx = prepare(self.region_arg, self.source_name, self.csv, self.config)
+            g = self._carbon_ctx.g_per_kwh_at(self.t0_wall)
+            with self._state_lock:
+                self._carbon["g_per_kwh_now"] = g
+        except GreentrackError as e:
+            self._carbon_ctx = e  # reported (once) when stop() accounts
+
     def _on_checkpoint(self, points: list[tuple[str, str, float, float, float | None]]) -> None:
+        self._prefetch()
         try:
             self._checkpoint(points, final=False)
         except Exception as e:  # noqa: BLE001 - the sampler thread must survive our own bugs
@@ -594,9 +625,9 @@ class Run:
 
     def _run_fields(self, final: bool) -> dict[str, Any]:
         if self._meta is None:
-            from greentrack.metadata import collect
+            from greentrack.metadata import collect, secret_values
 
-            self._meta = collect(self._device_models)
+            self._meta = collect(self._device_models, secret_values(self.config.providers))
         now_mono = self.t1_mono if final and self.t1_mono is not None else time.monotonic()
         fields: dict[str, Any] = {
             "project": self.project,
@@ -697,7 +728,7 @@ class Run:
                 self._to_spool(cp)
                 return
             try:
-                for path in self._spool.pending(self.id):
+                for path in self._spool.pending(self.id, self.rank):
                     self._spool.replay(self._writer, path)
                 self._writer.write(cp)
                 self._retry_after = 0.0
@@ -727,8 +758,10 @@ class Run:
     def _to_spool(self, cp: Checkpoint) -> None:
         try:
             self._spool.append(cp)
+            self._spool_failed = False
         except OSError as e:
-            if self._held is None:
+            if not self._spool_failed:  # once per outage, not once per checkpoint
+                self._spool_failed = True
                 self._on_warning(
                     "spool",
                     f"cannot write the spool in {self._spool.dir} ({e.strerror or e}); keeping "

@@ -142,7 +142,9 @@ def test_dst_days_through_the_tz_option(tmp_path):
     assert a.start_s[0] == ts("2022-10-29T23:00:00")  # 01:00 CEST
     assert len(a) == 4 and list(a.g_per_kwh) == [0, 1, 2, 3]  # first 02:00 CEST, then 02:00 CET
     # The repeated hour listed once leaves a one-step gap, filled and noted.
-    p = write(tmp_path, "o.csv", "t,v\n2022-10-30 01:00,10\n2022-10-30 02:00,20\n2022-10-30 03:00,40\n")
+    p = write(
+        tmp_path, "o.csv", "t,v\n2022-10-30 01:00,10\n2022-10-30 02:00,20\n2022-10-30 03:00,40\n"
+    )
     o = load_csv(p, time_column="t", value_column="v", tz="Europe/Madrid")
     assert list(o.g_per_kwh) == [10.0, 20.0, 30.0, 40.0]
     assert "1 missing step filled" in o.provenance.detail
@@ -162,7 +164,9 @@ def test_electricitymaps_timestamps_stay_utc_whatever_tz():
 
 
 def test_gap_filled_linearly_or_forward_and_long_gap_refused(tmp_path):
-    rows = "2022-01-01 00:00,100\n2022-01-01 01:00,100\n2022-01-01 03:00,300\n2022-01-01 04:00,300\n"
+    rows = (
+        "2022-01-01 00:00,100\n2022-01-01 01:00,100\n2022-01-01 03:00,300\n2022-01-01 04:00,300\n"
+    )
     p = write(tmp_path, "g.csv", "t,v\n" + rows)
     s = load_csv(p, time_column="t", value_column="v")
     assert list(s.g_per_kwh) == [100.0, 100.0, 200.0, 300.0, 300.0]
@@ -180,8 +184,11 @@ def test_gap_filled_linearly_or_forward_and_long_gap_refused(tmp_path):
         200.0,
         300.0,
     ]
-    p = write(tmp_path, "long.csv", "t,v\n2022-01-01 00:00,100\n2022-01-01 01:00,100\n"
-              "2022-01-01 06:00,300\n")
+    p = write(
+        tmp_path,
+        "long.csv",
+        "t,v\n2022-01-01 00:00,100\n2022-01-01 01:00,100\n2022-01-01 06:00,300\n",
+    )
     with pytest.raises(IntensityDataError, match=r"4 missing steps .*max_gap_steps=4"):
         load_csv(p, time_column="t", value_column="v")
     assert len(load_csv(p, time_column="t", value_column="v", max_gap_steps=4)) == 7
@@ -191,7 +198,8 @@ def test_duplicate_hour_is_averaged_and_noted(tmp_path):
     p = write(
         tmp_path,
         "d.csv",
-        "t,v\n2022-01-01 00:00,100\n2022-01-01 01:00,200\n2022-01-01 01:00,400\n2022-01-01 02:00,50\n",
+        "t,v\n2022-01-01 00:00,100\n2022-01-01 01:00,200\n2022-01-01 01:00,400\n"
+        "2022-01-01 02:00,50\n",
     )
     s = load_csv(p, time_column="t", value_column="v")
     assert list(s.g_per_kwh) == [100.0, 300.0, 50.0]

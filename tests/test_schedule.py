@@ -99,8 +99,15 @@ def test_power_scales_emissions():
 def test_to_dict_contract():
     s = series([100, 50, 10, 10, 80, 200], start_s=1646121600.0)  # 2022-03-01T08:00Z
     d = S.pause_resume(s, 1646121600.0, 2 * H, within_s=3 * H).to_dict()
-    for key in ("strategy", "start", "segments", "expected_co2e_g", "run_now_co2e_g",
-                "saving_pct", "source"):  # fmt: skip
+    for key in (
+        "strategy",
+        "start",
+        "segments",
+        "expected_co2e_g",
+        "run_now_co2e_g",
+        "saving_pct",
+        "source",
+    ):
         assert key in d
     assert d["start"] == "2022-03-01T10:00:00Z"
     assert d["segments"] == [{"start": "2022-03-01T10:00:00Z", "end": "2022-03-01T12:00:00Z"}]
@@ -184,6 +191,8 @@ def _brute_pr(c, energy, m, cap, idle):
     t_count, n = len(c), len(energy)
     best = math.inf
     for cells in itertools.combinations(range(t_count), n):
+        if any(math.isinf(c[i]) for i in cells):
+            continue  # unusable cell
         runs = [list(g) for _, g in itertools.groupby(enumerate(cells), lambda x: x[1] - x[0])]
         if any(len(r) < m for r in runs) or (cap is not None and len(runs) > cap):
             continue
@@ -192,6 +201,32 @@ def _brute_pr(c, energy, m, cap, idle):
             cost += sum(idle[i] for i in range(cells[0], cells[-1]) if i not in cells)
         best = min(best, cost)
     return best
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_dp_with_unusable_cells_and_zero_energy(seed):
+    rng = np.random.default_rng(1000 + seed)
+    t_count = int(rng.integers(2, 10))
+    n = int(rng.integers(1, t_count + 1))
+    m = int(rng.integers(1, n + 1))
+    cap = None if seed % 2 else int(rng.integers(1, 4))
+    c = rng.uniform(0, 100, t_count)
+    c[rng.random(t_count) < 0.25] = np.inf  # padding / unusable cells anywhere
+    energy = rng.uniform(0.1, 2.0, n) if seed % 3 else np.ones(n)
+    energy[rng.random(n) < 0.3] = 0.0  # a profile with idle bins
+    if seed % 5 == 0:
+        energy[:-1] = energy[0]  # constant but for the last cell (a trimmed job)
+    idle = c * 0.1 if seed % 4 == 1 else None
+    best, paths = S._pr_dp(
+        c[None, :], energy, m, cap, None if idle is None else idle[None, :], backtrack=True
+    )
+    want = _brute_pr(c, energy, m, cap, idle)
+    assert not np.isnan(best[0])
+    if math.isinf(want):
+        assert math.isinf(best[0]) and paths[0] is None
+    else:
+        assert best[0] == pytest.approx(want)
+        assert all(np.isfinite(c[i]) for i in paths[0])
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -204,11 +239,13 @@ def test_dp_matches_brute_force(seed):
     c = rng.uniform(0, 100, t_count)
     energy = rng.uniform(0.1, 2.0, n) if seed % 3 == 0 else np.ones(n)
     idle = rng.uniform(0, 20, t_count) if seed % 4 == 1 else None
-    best, used = S._pr_dp(c[None, :], energy, m, cap, None if idle is None else idle[None, :],
-                          backtrack=True)  # fmt: skip
+    best, paths = S._pr_dp(
+        c[None, :], energy, m, cap, None if idle is None else idle[None, :], backtrack=True
+    )
+    used = paths[0]
     want = _brute_pr(c, energy, m, cap, idle)
     if math.isinf(want):
-        assert math.isinf(best[0])
+        assert math.isinf(best[0]) and used is None
         return
     assert best[0] == pytest.approx(want)
     # the backtracked plan is feasible and costs what the DP says
@@ -320,8 +357,10 @@ def test_max_pauses_cap_respected():
     for cap in (0, 1, 2, 3):
         p = S.pause_resume(s, 0.0, 8 * H, within_s=30 * H, max_pauses=cap)
         assert p.pauses <= cap
-    caps = [S.pause_resume(s, 0.0, 8 * H, within_s=30 * H, max_pauses=c).expected_co2e_g
-            for c in (0, 1, 2, 3)]  # fmt: skip
+    caps = [
+        S.pause_resume(s, 0.0, 8 * H, within_s=30 * H, max_pauses=c).expected_co2e_g
+        for c in (0, 1, 2, 3)
+    ]
     assert all(x >= y - 1e-9 for x, y in itertools.pairwise(caps))
 
 
@@ -377,9 +416,10 @@ def test_study_matches_per_submission_plans():
             assert row.submissions == count
             assert row.mean_reduction_pct == pytest.approx(np.mean(100 * (1 - e / e0)))
             assert row.aggregate_reduction_pct == pytest.approx(100 * (1 - e.sum() / e0.sum()))
-        assert rows[(float(d_h), "pause_resume")].aggregate_reduction_pct >= rows[
-            (float(d_h), "flexible_start")
-        ].aggregate_reduction_pct - 1e-9
+        assert (
+            rows[(float(d_h), "pause_resume")].aggregate_reduction_pct
+            >= rows[(float(d_h), "flexible_start")].aggregate_reduction_pct - 1e-9
+        )
 
 
 def test_study_non_whole_step_duration_and_rows():
@@ -416,7 +456,7 @@ def test_deadline_before_duration():
 
 def test_window_outside_data():
     s = series([100.0, 200.0] * 24, start_s=1.6e9)
-    with pytest.raises(ScheduleError, match="covers .* but the plan needs"):
+    with pytest.raises(ScheduleError, match=r"covers .* but the plan needs"):
         S.flexible_start(s, 1.6e9 + 40 * H, 6 * H, within_s=24 * H)
 
 
@@ -438,8 +478,17 @@ def test_within_and_deadline_rules():
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("6h", 21600), ("90m", 5400), ("1h30m", 5400), ("3600s", 3600), ("2d", 172800),
-     ("PT6H", 21600), ("1.5h", 5400), ("10min", 600), (42, 42)],  # fmt: skip
+    [
+        ("6h", 21600),
+        ("90m", 5400),
+        ("1h30m", 5400),
+        ("3600s", 3600),
+        ("2d", 172800),
+        ("PT6H", 21600),
+        ("1.5h", 5400),
+        ("10min", 600),
+        (42, 42),
+    ],
 )
 def test_parse_duration(text, seconds):
     assert S.parse_duration(text) == seconds

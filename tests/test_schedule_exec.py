@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 import signal
 import subprocess
@@ -64,7 +65,7 @@ def test_command_waits_until_start_then_runs_tracked():
     )
     assert code == 3
     assert clock.t == pytest.approx(T0 + 2 * H)  # waited exactly until the best start
-    (argv, kw), = runner.calls
+    ((argv, kw),) = runner.calls
     assert argv == ["python", "train.py"]
     assert kw["plan"]["strategy"] == "flexible_start"
     assert kw["plan"]["start"] == S.format_time(T0 + 2 * H)
@@ -79,21 +80,19 @@ def test_pause_resume_command_gets_a_pause_controller_hook():
     s = series([10, 500, 10, 500, 10, 500])
     schedule_command(
         ["true"],
-        plan_options={"duration": "2h", "within": "3h", "series": s,
-                      "strategy": "pause_resume"},  # fmt: skip
+        plan_options={"duration": "2h", "within": "3h", "series": s, "strategy": "pause_resume"},
         clock=clock,
         out=io.StringIO(),
         run_command=runner,
     )
-    (_, kw), = runner.calls
+    ((_, kw),) = runner.calls
     assert kw["plan"]["pauses"] == 1 and kw["plan"]["pause_mode"] == "stop"
     assert callable(kw["on_started"])
     # cooperative mode: no signals, the job follows run.should_pause()
     runner2 = FakeRunner(0)
     schedule_command(
         ["true"],
-        plan_options={"duration": "2h", "within": "3h", "series": s,
-                      "strategy": "pause_resume"},  # fmt: skip
+        plan_options={"duration": "2h", "within": "3h", "series": s, "strategy": "pause_resume"},
         pause_mode="cooperative",
         clock=FakeClock(T0),
         out=io.StringIO(),
@@ -171,8 +170,9 @@ def test_small_forecast_change_keeps_the_plan():
     rp = Replanner(fetch=lambda now, dl: nudged, job=job, options={"duration_s": H})
     new, why = rp(p, T0 + 900)
     assert new is None and "kept" in why
-    rp2 = Replanner(fetch=lambda now, dl: nudged, job=job, options={"duration_s": H},
-                    threshold_pct=1.0)  # fmt: skip
+    rp2 = Replanner(
+        fetch=lambda now, dl: nudged, job=job, options={"duration_s": H}, threshold_pct=1.0
+    )
     new2, _ = rp2(p, T0 + 900)
     assert new2 is not None and new2.deadline_s == p.deadline_s
 
@@ -319,3 +319,55 @@ def test_signal_to_parent_while_child_stopped_leaves_no_stopped_orphan(tmp_path,
             os.kill(child_pid, signal.SIGKILL)
         parent.kill()
         parent.wait()
+
+
+TICKER = textwrap.dedent(
+    """
+    import sys, time
+    with open(sys.argv[1], "w") as f:
+        for _ in range(int(sys.argv[2])):  # a fixed amount of work, whatever the wall time
+            f.write(f"{time.time()}\\n")
+            f.flush()
+            time.sleep(0.02)
+    """
+)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_real_runner_pauses_the_child_on_the_plan(tmp_path):
+    """End to end: plan on 1-second steps, wait, run tracked, SIGSTOP through the pause."""
+    from greentrack.store.queries import get_run, list_runs, open_store
+
+    f = math.floor(time.time())
+    # cells f+1 and f+4 are clean: a 2 s job runs 1 s, pauses 2 s, runs 1 s
+    s = series([900, 10, 900, 900, 10, 900, 900, 900, 900], start_s=f, step_s=1.0)
+    ticks = tmp_path / "ticks"
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    out = io.StringIO()
+    code = schedule_command(
+        [sys.executable, "-c", TICKER, str(ticks), "60"],
+        plan_options={
+            "duration": "2s",
+            "within": "4s",
+            "series": s,
+            "strategy": "pause_resume",
+            "min_run": "1s",
+        },
+        db_url=url,
+        out=out,
+    )
+    assert code == 0, out.getvalue()
+    conn = open_store(url)
+    try:
+        plan = get_run(conn, list_runs(conn)[0]["id"])["plan"]
+    finally:
+        conn.close()
+    (a0, a1), (b0, b1) = plan["segments_s"]
+    assert (a0, a1, b0, b1) == (f + 1, f + 2, f + 4, f + 5)
+    assert [e["event"] for e in plan["applied"]] == ["pause", "resume"]
+    times = [float(x) for x in ticks.read_text().split()]
+    assert len(times) == 60
+    # no progress while stopped (the runner polls every 0.2 s: allow for that at the start)
+    inside = [t for t in times if a1 + 0.45 < t < b0 - 0.05]
+    assert inside == [], f"the child ran during the pause: {inside}"
+    assert times[-1] > b0, "the child must resume after the pause"

@@ -111,6 +111,8 @@ def cloud_regions() -> dict[str, CloudRegion]:
     """``provider:region`` -> :class:`CloudRegion`."""
     out: dict[str, CloudRegion] = {}
     for row in _read_table("cloud_regions.csv"):
-        cr = CloudRegion(row["provider"], row["region"], row["location"], row["em_zone"], row["site"])
+        cr = CloudRegion(
+            row["provider"], row["region"], row["location"], row["em_zone"], row["site"]
+        )
         out[cr.zone] = cr
     return out

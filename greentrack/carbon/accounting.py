@@ -172,6 +172,8 @@ def account_samples(
         dev = np.asarray(device)
         if dev.shape != t.shape:
             raise IntensityDataError("device must have one label per sample")
+        if dev.dtype.kind == "O":
+            dev = dev.astype(str)  # sorting fixed-width strings is several times faster
         uniq, labels = np.unique(dev, return_inverse=True)
         names = [str(u) for u in uniq]
 
@@ -180,9 +182,13 @@ def account_samples(
     per_phase: dict[str, float] = {name: 0.0 for name, _, _ in phases}
     per_phase_e: dict[str, float] = dict.fromkeys(per_phase, 0.0)
     per_dev_phase: dict[str, dict[str, float]] = {}
+    monotone = bool(np.all(series.g_per_kwh >= 0))
     for k, name in enumerate(names):
-        sel = np.flatnonzero(labels == k) if len(names) > 1 else np.arange(t.size)
-        td, ed = t[sel], e[sel]
+        if len(names) > 1:
+            sel = np.flatnonzero(labels == k)
+            td, ed = t[sel], e[sel]
+        else:
+            td, ed = t, e
         if td.size > 1 and np.any(np.diff(td) < 0):
             order = np.argsort(td, kind="stable")
             td, ed = td[order], ed[order]
@@ -202,24 +208,39 @@ def account_samples(
         de = np.maximum(de, 0.0)
         dt = td - t_prev
         wide = dt > 0
-        power_w = np.where(wide, de / np.where(wide, dt, 1.0), 0.0)
-        # Integral of intensity over each interval, (g/kWh)·s; zero-width: point value.
-        i_prev = series.integral(t_prev)
+        all_wide = bool(wide.all())
+        power_w = np.divide(de, dt, out=np.zeros_like(de), where=wide)
+        # Integral of intensity up to each sample time, (g/kWh)·s; t_prev[k] = td[k-1] for k >= 1.
         i_now = series.integral(td)
-        point = np.where(wide, 0.0, de * series.at(td))
+        i_first = series.integral(t_prev[0]) if start_s is not None else i_now[0]
+        i_prev = np.concatenate(([i_first], i_now[:-1]))
+        # Zero-width intervals (first reading without start_s, repeated times): point value.
+        point = np.zeros_like(de)
+        if not all_wide:
+            narrow = np.flatnonzero(~wide)
+            point[narrow] = de[narrow] * series.at(td[narrow])
         grams = (power_w * (i_now - i_prev) + point) * pue / J_PER_KWH
         per_device[name] = float(grams.sum())
         per_device_e[name] = float(de.sum())
         dev_phase: dict[str, float] = {}
         for pname, p0, p1 in phases:
-            c0 = np.clip(t_prev, p0, p1)
-            c1 = np.clip(td, p0, p1)
-            inside_point = (~wide) & (td >= p0) & (td < p1)
-            g = power_w * (series.integral(c1) - series.integral(c0))
-            g = (g + np.where(inside_point, point, 0.0)) * pue / J_PER_KWH
-            ej = np.where(wide, de * (c1 - c0) / np.where(wide, dt, 1.0), 0.0)
-            ej = ej + np.where(inside_point, de, 0.0)
-            gsum, esum = float(g.sum()), float(ej.sum())
+            if monotone:
+                # I is non-decreasing (intensity >= 0), so I(clip(t)) = clip(I(t)): no new lookups.
+                ip0, ip1 = series.integral(np.array([p0, p1], dtype=np.float64))
+                i_c1 = np.clip(i_now, ip0, ip1)
+                i_c0 = np.clip(i_prev, ip0, ip1)
+            else:
+                i_c1 = series.integral(np.clip(td, p0, p1))
+                i_c0 = series.integral(np.clip(t_prev, p0, p1))
+            g = power_w * (i_c1 - i_c0)
+            overlap_s = np.clip(td, p0, p1) - np.clip(t_prev, p0, p1)
+            ej = power_w * overlap_s
+            if not all_wide:
+                inside_point = (~wide) & (td >= p0) & (td < p1)
+                g = g + np.where(inside_point, point, 0.0)
+                ej = ej + np.where(inside_point, de, 0.0)
+            gsum = float(g.sum()) * pue / J_PER_KWH
+            esum = float(ej.sum())
             per_phase[pname] += gsum
             per_phase_e[pname] += esum
             dev_phase[pname] = dev_phase.get(pname, 0.0) + gsum
@@ -231,10 +252,8 @@ def account_samples(
     facility = dev_energy * pue
     t_lo = float(t.min()) if t.size else 0.0
     t_hi = float(t.max()) if t.size else 0.0
-    if facility > 0:
-        mean = total / (facility / J_PER_KWH)
-    else:
-        mean = float(series.mean(t_lo, t_hi))
+    # Energy-weighted mean intensity; without energy, the plain time-weighted mean.
+    mean = total / (facility / J_PER_KWH) if facility > 0 else float(series.mean(t_lo, t_hi))
     return CarbonAccount(
         co2e_g=total,
         device_energy_j=dev_energy,

@@ -40,7 +40,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -115,8 +115,14 @@ def load_csv(
         raise IntensityDataError(f"kind must be 'average' or 'marginal', not {kind!r}")
     tzinfo = _zoneinfo(tz)
     parts = [
-        _read_file(p, zone=zone, time_column=time_column, value_column=value_column,
-                   tzinfo=tzinfo, signal=signal)
+        _read_file(
+            p,
+            zone=zone,
+            time_column=time_column,
+            value_column=value_column,
+            tzinfo=tzinfo,
+            signal=signal,
+        )
         for p in paths
     ]
     zones = {d.zone for d in parts}
@@ -128,9 +134,7 @@ def load_csv(
     names = ", ".join(d.name for d in parts)
     t = np.concatenate([d.t_s for d in parts])
     v = np.concatenate([d.values for d in parts])
-    reg = regularise(
-        t, v, where=names, step_s=step_s, max_gap_steps=max_gap_steps, fill=fill
-    )
+    reg = regularise(t, v, where=names, step_s=step_s, max_gap_steps=max_gap_steps, fill=fill)
     layouts = sorted({f"{d.layout} column {d.column!r}" for d in parts})
     detail = "; ".join([names, *layouts, *reg.notes])
     period = f"{iso_utc(reg.start_s[0])}/{iso_utc(reg.start_s[-1])}"
@@ -330,7 +334,11 @@ def _split_offset(s: str) -> tuple[str, int, bool]:
 
 
 def _parse_times(
-    times: list[str], lines: list[int], name: str, column: str, tzinfo  # type: ignore[no-untyped-def]
+    times: list[str],
+    lines: list[int],
+    name: str,
+    column: str,
+    tzinfo,  # type: ignore[no-untyped-def]
 ) -> np.ndarray:
     split = [_split_offset(s) for s in times]
     bases = [b for b, _, _ in split]

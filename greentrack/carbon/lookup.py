@@ -107,7 +107,7 @@ def lookup_intensity(
             csv_zone = str(getattr(src, "zone", "") or "")
             if not (src.accepts_native_zones or zone.strip().upper() == csv_zone.upper()):
                 raise
-            the_zone, origin = zone.strip() if not csv_zone else csv_zone, "argument"
+            the_zone, origin = csv_zone or zone.strip(), "argument"
     out = IntensityLookup(the_zone, origin)
     if forecast_s is not None:
         out.forecast = src.forecast(the_zone, forecast_s)

@@ -210,8 +210,13 @@ class HttpClient:
                     raise self._fail(
                         f"HTTP {status} {e.reason} from {shown}{snippet}{hint}", status
                     ) from None
-            except (TimeoutError, urllib.error.URLError, ConnectionError, http.client.HTTPException,
-                    OSError) as e:
+            except (
+                TimeoutError,
+                urllib.error.URLError,
+                ConnectionError,
+                http.client.HTTPException,
+                OSError,
+            ) as e:
                 reason = getattr(e, "reason", e)
                 is_timeout = isinstance(e, TimeoutError) or isinstance(reason, TimeoutError)
                 what = f"timed out after {self.timeout_s:g} s" if is_timeout else f"{reason}"
@@ -456,8 +461,13 @@ class ElectricityMapsSource(_LiveSource):
         if not t:
             raise ProviderError(f"electricitymaps: no data for {z} from {endpoint}")
         return self._series(
-            zone, t, v, kind="average", detail=self._detail(endpoint, z, efts, est),
-            t0_s=t0_s, t1_s=t1_s,
+            zone,
+            t,
+            v,
+            kind="average",
+            detail=self._detail(endpoint, z, efts, est),
+            t0_s=t0_s,
+            t1_s=t1_s,
         )
 
     def at(self, zone: str, t_s: float) -> IntensityPoint:
@@ -468,7 +478,9 @@ class ElectricityMapsSource(_LiveSource):
         z = _provider_zone(zone)
         endpoint = "/carbon-intensity/latest"
         doc = self.http.get_json(
-            endpoint, {"zone": z, **self._extra()}, headers=self._headers(),
+            endpoint,
+            {"zone": z, **self._extra()},
+            headers=self._headers(),
             ttl_s=self.ttl_recent_s,
         )
         if not isinstance(doc, dict):
@@ -485,7 +497,9 @@ class ElectricityMapsSource(_LiveSource):
         z = _provider_zone(zone)
         endpoint = "/carbon-intensity/forecast"
         doc = self.http.get_json(
-            endpoint, {"zone": z, **self._extra()}, headers=self._headers(),
+            endpoint,
+            {"zone": z, **self._extra()},
+            headers=self._headers(),
             ttl_s=self.ttl_recent_s,
         )
         t, v, efts, est = self._points(_items(doc, "forecast", self.name, endpoint))
@@ -494,8 +508,13 @@ class ElectricityMapsSource(_LiveSource):
         now = self.clock()
         t0 = max(now, min(t))
         return self._series(
-            zone, t, v, kind="average", detail=self._detail(endpoint, z, efts, est) + "; forecast",
-            t0_s=t0, t1_s=t0 + horizon_s,
+            zone,
+            t,
+            v,
+            kind="average",
+            detail=self._detail(endpoint, z, efts, est) + "; forecast",
+            t0_s=t0,
+            t1_s=t0 + horizon_s,
         )
 
 
@@ -683,9 +702,11 @@ class UKCarbonIntensitySource(_LiveSource):
             raise ProviderError(f"{self.name}: no data for {iso_utc(t0_s)}/{iso_utc(t1_s)}")
         detail = "GB Carbon Intensity API /intensity/{from}/{to}, national, actual values"
         if used:
-            detail += f"; {used} half-hour{'s' if used > 1 else ''} without an actual value use the forecast"
-        return self._series(zone, t, v, kind="average", detail=detail, t0_s=t0_s, t1_s=t1_s,
-                            step_s=1800.0)
+            plural = "s" if used > 1 else ""
+            detail += f"; {used} half-hour{plural} without an actual value use the forecast"
+        return self._series(
+            zone, t, v, kind="average", detail=detail, t0_s=t0_s, t1_s=t1_s, step_s=1800.0
+        )
 
     def at(self, zone: str, t_s: float) -> IntensityPoint:
         if abs(self.clock() - t_s) > 1800.0:
@@ -714,6 +735,12 @@ class UKCarbonIntensitySource(_LiveSource):
             raise ProviderError(f"{self.name}: empty forecast from {path}")
         t0 = max(now, min(t))
         return self._series(
-            zone, t, v, kind="average", detail=f"GB Carbon Intensity API {path}; forecast",
-            t0_s=t0, t1_s=t0 + horizon_s, step_s=1800.0,
+            zone,
+            t,
+            v,
+            kind="average",
+            detail=f"GB Carbon Intensity API {path}; forecast",
+            t0_s=t0,
+            t1_s=t0 + horizon_s,
+            step_s=1800.0,
         )

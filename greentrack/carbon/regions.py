@@ -212,7 +212,8 @@ def zone_info(text: str) -> ZoneInfo:
 
 
 def canonical_zone(text: str) -> str:
-    """``"esp"`` -> ``"ES"``, ``"SE3"`` -> ``"SE-SE3"``, ``"GCP:europe-west1"`` -> ``"gcp:europe-west1"``."""
+    """Canonical id: ``"esp"`` -> ``"ES"``, ``"SE3"`` -> ``"SE-SE3"``,
+    ``"GCP:europe-west1"`` -> ``"gcp:europe-west1"``."""
     return zone_info(text).zone
 
 
@@ -263,7 +264,7 @@ def resolve_region(arg: str | None, config: Config | None = None) -> ResolvedReg
             return ResolvedRegion(detected, "cloud metadata")
     warning = (
         f"no region set{reason}; using the world average ({DEFAULT_ZONE}). Set one with "
-        "GREENTRACK_REGION=ES, region = \"ES\" in config.toml, or track(region=...)"
+        'GREENTRACK_REGION=ES, region = "ES" in config.toml, or track(region=...)'
     )
     return ResolvedRegion(DEFAULT_ZONE, "default", warning)
 

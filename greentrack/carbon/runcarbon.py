@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from greentrack.config import Config
+from greentrack.errors import GreentrackError
 
-__all__ = ["RunCarbon", "account_run"]
+__all__ = ["CarbonContext", "RunCarbon", "account_run", "prepare"]
 
 J_PER_KWH = 3.6e6
 
@@ -33,56 +34,84 @@ class RunCarbon:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass
+class CarbonContext:
+    """The zone and intensity source of a run, resolved once (at start, off the training thread)."""
+
+    region: str
+    region_origin: str
+    source: Any
+    warnings: list[str] = field(default_factory=list)
+
+    def g_per_kwh_at(self, t_s: float) -> float:
+        """Intensity at one instant (used for CO2e budgets and forecasts). Units: g/kWh."""
+        return float(self.source.at(self.region, t_s).g_per_kwh)
+
+
+def prepare(
+    region: str | None, source: str | None, csv: Sequence[str], config: Config
+) -> CarbonContext:
+    """Resolve the run's zone and intensity source.
+
+    Args:
+        region: the zone asked for (None: environment, config file, then the default).
+        source: intensity source name (None: CSV when files are given, else the configured one).
+        csv: CSV files with an hourly (or finer) series.
+    """
+    import numpy  # noqa: F401 - imported here, off the training thread, for account_run
+
+    from greentrack.carbon.regions import resolve_region
+    from greentrack.carbon.sources import get_source
+
+    resolved = resolve_region(region, config)
+    warnings = [resolved.warning] if resolved.warning else []
+    src = get_source(source, config, csv=[*csv] or None)
+    return CarbonContext(resolved.zone, resolved.origin, src, warnings)
+
+
 def account_run(
+    ctx: CarbonContext,
     *,
     series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
     phases: Mapping[str, Sequence[tuple[float, float, float]]],
     t0_s: float,
     t1_s: float,
     pue: float,
-    region: str | None,
-    source: str | None,
-    csv: Sequence[str],
-    config: Config,
 ) -> RunCarbon:
     """Account a run.
 
     Args:
+        ctx: the run's zone and source (:func:`prepare`).
         series: device -> (wall times in epoch s, cumulative device energy in J).
         phases: phase path -> [(t0_s, t1_s, device energy J)] occurrences.
         t0_s, t1_s: the run's start and end, epoch seconds.
         pue: facility overhead multiplier.
-        region: the zone asked for (None: environment, config, default).
-        source: intensity source name (None: the configured one); ``csv``: series files.
     """
     import numpy as np
 
-    from greentrack.carbon.accounting import interval_co2e_g
-    from greentrack.carbon.regions import resolve_region
-    from greentrack.carbon.sources import get_source, static_annual
+    from greentrack.carbon.accounting import account_samples, interval_co2e_g
+    from greentrack.carbon.sources import static_annual
 
-    warnings: list[str] = []
-    resolved = resolve_region(region, config)
-    if resolved.warning:
-        warnings.append(resolved.warning)
-    src = get_source(source, config, csv=[*csv] or None)
-    intensity = src.series(resolved.zone, t0_s, max(t1_s, t0_s + 1.0))
-    warnings.extend(getattr(intensity, "warnings", []) or [])
-    if not intensity.covers(t0_s, t1_s):
+    warnings = list(ctx.warnings)
+    intensity = ctx.source.series(ctx.region, t0_s, max(t1_s, t0_s + 1.0))
+    warnings.extend(ctx.source.pop_warnings())
+    if not intensity.covers(t0_s, t1_s) and len(intensity) > 1:
         warnings.append(
             f"intensity data ({intensity.provenance.label()}) does not cover the whole run; "
             "its edge values were extended"
         )
-    device_g: dict[str, float] = {}
-    for device, (t, e) in series.items():
-        t_arr = np.asarray(t, dtype=np.float64)
-        e_arr = np.asarray(e, dtype=np.float64)
-        if t_arr.size < 2:
-            device_g[device] = 0.0
-            continue
-        device_g[device] = float(
-            interval_co2e_g(t_arr[:-1], t_arr[1:], np.diff(e_arr) * pue, intensity).sum()
-        )
+    devices = [d for d, (t, _) in series.items() if len(t)]
+    account = account_samples(
+        np.concatenate([np.asarray(series[d][0], dtype=np.float64) for d in devices] or [[]]),
+        np.concatenate([np.asarray(series[d][1], dtype=np.float64) for d in devices] or [[]]),
+        intensity,
+        device=np.concatenate([np.full(len(series[d][0]), d, dtype=object) for d in devices]
+                              or [np.array([], dtype=object)]),
+        pue=pue,
+        start_s=t0_s,
+    )  # fmt: skip
+    device_g = dict(account.per_device)
+    # Phase energy is measured at the phase boundaries; it is booked at the phase's mean intensity.
     phase_g: dict[str, float] = {}
     for path, spans in phases.items():
         if spans:
@@ -93,14 +122,14 @@ def account_run(
     total_j = sum(float(e[-1]) for _, e in series.values() if len(e))
     annual: float | None = None
     try:
-        annual_g_per_kwh, _ = static_annual(resolved.zone)
+        annual_g_per_kwh, _ = static_annual(ctx.region)
         annual = total_j * pue / J_PER_KWH * annual_g_per_kwh
-    except Exception as e:  # noqa: BLE001 - the annual figure is a comparison, not the result
-        warnings.append(f"no static annual figure for {resolved.zone}: {e}")
+    except GreentrackError as e:
+        warnings.append(f"no static annual figure for {ctx.region}: {e}")
     window = intensity.slice(t0_s, max(t1_s, t0_s + 1.0))
     return RunCarbon(
-        region=resolved.zone,
-        region_origin=resolved.origin,
+        region=ctx.region,
+        region_origin=ctx.region_origin,
         co2e_g=sum(device_g.values()),
         co2e_g_annual=annual,
         provenance=intensity.provenance.to_dict(),

@@ -2,13 +2,13 @@
 
 ::
 
-    IntensitySource (ABC)              series / at / forecast, kind, warnings
-    ├── StaticSource                   codecarbon's annual averages (offline default)   static.py
-    ├── CsvSource                      hourly-or-finer series from CSV files             csvsource.py
-    ├── ElectricityMapsSource          live, average intensity                           providers.py
-    ├── WattTimeSource                 live, marginal intensity (MOER)                   providers.py
-    ├── UKCarbonIntensitySource        live, GB only, no key                             providers.py
-    └── FallbackSource                 a live source that falls back to the static one, recording why
+    IntensitySource (ABC)          series / at / forecast, kind, warnings
+    ├── StaticSource               codecarbon's annual averages (offline default)   static.py
+    ├── CsvSource                  hourly-or-finer series from CSV files            csvsource.py
+    ├── ElectricityMapsSource      live, average intensity                          providers.py
+    ├── WattTimeSource             live, marginal intensity (MOER)                  providers.py
+    ├── UKCarbonIntensitySource    live, GB only, no key                            providers.py
+    └── FallbackSource             a live source falling back to the static one, recording why
 
 Units everywhere: g CO₂e per kWh; times are epoch seconds (UTC). Every series and point carries a
 :class:`~greentrack.carbon.series.Provenance` (source, zone, kind, period, detail).
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from greentrack.errors import ConfigError, IntensityError, ProviderError
+from greentrack.errors import ConfigError, IntensityError, ProviderError, UnknownRegionError
 
 if TYPE_CHECKING:
     from greentrack.carbon.series import IntensitySeries, Provenance
@@ -143,7 +143,7 @@ class FallbackSource(IntensitySource):
             note = self._note(e)
             try:
                 s = self.fallback.series(zone, t0_s, t1_s)
-            except IntensityError as e2:
+            except (IntensityError, UnknownRegionError) as e2:
                 raise ProviderError(f"{e}; the fallback failed too: {e2}") from e2
             return _with_provenance(s, _add_detail(s.provenance, note))
 
@@ -156,7 +156,7 @@ class FallbackSource(IntensitySource):
             note = self._note(e)
             try:
                 p = self.fallback.at(zone, t_s)
-            except IntensityError as e2:
+            except (IntensityError, UnknownRegionError) as e2:
                 raise ProviderError(f"{e}; the fallback failed too: {e2}") from e2
             return dataclasses.replace(p, provenance=_add_detail(p.provenance, note))
 

@@ -1,4 +1,4 @@
-"""Commands: ``intensity`` (grid carbon intensity of a zone) and ``whatif`` (a run elsewhere/else-when).
+"""Commands: ``intensity`` (grid intensity of a zone), ``whatif`` (a run elsewhere or else-when).
 
 Thin: parse, call one library function (:func:`greentrack.carbon.lookup.lookup_intensity`,
 :func:`greentrack.carbon.whatif.whatif_run`), print. Heavy modules are imported inside.
@@ -6,7 +6,6 @@ Thin: parse, call one library function (:func:`greentrack.carbon.lookup.lookup_i
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
@@ -108,7 +107,9 @@ def intensity(
             f"{data['zone']}  {data['g_per_kwh']:.1f} g CO2e/kWh ({data['kind']})  at {data['at']}"
         )
     else:
-        click.echo(f"{data['zone']} forecast ({data['kind']}, g CO2e/kWh, step {data['step_s']:g} s)")
+        click.echo(
+            f"{data['zone']} forecast ({data['kind']}, g CO2e/kWh, step {data['step_s']:g} s)"
+        )
         for p in data["points"]:
             click.echo(f"  {p['at']}  {p['g_per_kwh']:.1f}")
     click.echo(f"source: {src['name']} {src['zone']} {src['kind']} {src['period']}".rstrip())

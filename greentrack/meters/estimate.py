@@ -145,8 +145,9 @@ def match_tdp(model: str, table: Mapping[str, float]) -> TdpMatch:
     return TdpMatch(model, DEFAULT_TDP_W, None, "default: model not in codecarbon's cpu_power.csv")
 
 
+@functools.lru_cache(maxsize=1)
 def host_tdp() -> TdpMatch:
-    """The TDP of this host's CPU (model from ``/proc/cpuinfo``)."""
+    """The TDP of this host's CPU (model from ``/proc/cpuinfo``); looked up once per process."""
     from greentrack.hardware import cpu_model
 
     model = cpu_model()

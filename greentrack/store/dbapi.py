@@ -9,12 +9,13 @@ bound, never interpolated). ``tests/test_store.py`` checks it against the models
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -118,6 +119,7 @@ class Connection:
         self.url = url
         self.dialect = url.dialect
         self._lock = threading.RLock()
+        self._tx_depth = 0
 
     # -- parameters and types ------------------------------------------------------------
     def _sql(self, sql: str) -> str:
@@ -136,6 +138,27 @@ class Connection:
         return {k: self._value(v) for k, v in (params or {}).items()}
 
     # -- execution -----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic transaction (committed at the end, rolled back on any exception)."""
+        with self._lock:
+            self._tx_depth += 1
+            try:
+                yield
+            except BaseException:
+                self._tx_depth = 0
+                self.rollback()
+                raise
+            self._tx_depth -= 1
+            if self._tx_depth == 0:
+                self.raw.commit()
+
+    def _end_read(self) -> None:
+        # Outside a transaction, a read must not leave PostgreSQL "idle in transaction"
+        # (that would hold locks against migrations and other writers).
+        if self._tx_depth == 0 and self.dialect == "postgresql":
+            self.raw.commit()
+
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         with self._lock:
             cur = self.raw.cursor()
@@ -154,11 +177,14 @@ class Connection:
         with self._lock:
             cur = self.execute(sql, params)
             names = [d[0] for d in cur.description]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+            rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+            self._end_read()
+            return rows
 
     def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         with self._lock:
             row = self.execute(sql, params).fetchone()
+            self._end_read()
             return None if row is None else row[0]
 
     def commit(self) -> None:

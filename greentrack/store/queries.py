@@ -334,14 +334,14 @@ def reconcile(conn: Connection) -> list[str]:
         "WHERE status = 'running'"
     )
     crashed = [r["id"] for r in rows if effective_status(r) == "crashed"]
-    for rid in crashed:
-        conn.execute(
-            "UPDATE runs SET status = 'crashed', ended_at = heartbeat_at, "
-            "error = COALESCE(error, 'process stopped checkpointing (killed or crashed)') "
-            "WHERE id = :id AND status = 'running'",
-            {"id": rid},
-        )
-    conn.commit()
+    with conn.transaction():
+        for rid in crashed:
+            conn.execute(
+                "UPDATE runs SET status = 'crashed', ended_at = heartbeat_at, "
+                "error = COALESCE(error, 'process stopped checkpointing (killed or crashed)') "
+                "WHERE id = :id AND status = 'running'",
+                {"id": rid},
+            )
     return crashed
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +30,8 @@ _RUN_INSERT = (
     "id", "project", "name", "status", "started_at", "heartbeat_at", "energy_j", "pue", "region",
     "region_origin", "host", "pid", "world_size", "checkpoint_s", "checkpoint_seq", "meta",
 )  # fmt: skip
-_RUN_UPDATE = (
+_RUN_UPDATE = (  # written by the run's owner (rank 0); whoever inserted the row first
+    "started_at", "host", "pid",
     "status", "ended_at", "heartbeat_at", "duration_s", "pue", "region", "region_origin",
     "co2e_g", "co2e_g_annual", "intensity_source", "intensity_series", "world_size", "meta",
     "error", "flops", "plan", "forecast",
@@ -137,12 +140,8 @@ class StoreWriter:
         """
         try:
             conn = self._connection()
-            try:
+            with conn.transaction():
                 _write(conn, cp)
-                conn.commit()
-            except BaseException:
-                conn.rollback()
-                raise
         except StoreError:
             self.close()
             raise
@@ -172,6 +171,9 @@ def _write(conn: Connection, cp: Checkpoint) -> None:
             [{"run_id": rid, "key": k, "value": str(v)} for k, v in cp.tags.items()],
         )
     if cp.components:
+        # Lock the run row first: concurrent ranks then sum each other's committed components
+        # (PostgreSQL, READ COMMITTED); SQLite serialises writers anyway.
+        conn.execute("UPDATE runs SET energy_j = energy_j WHERE id = :id", {"id": rid})
         cols = ["run_id", "rank", "host", "component", "device", "energy_j", "method", "model",
                 "seq"]  # fmt: skip
         sql = conn.insert_sql(
@@ -238,6 +240,13 @@ class Spool:
 
     Files are created readable by the user only. A full disk raises ``OSError(ENOSPC)``, which the
     sampler turns into a warning (the checkpoint then stays in memory, merged and bounded).
+
+    Several processes may share a spool (the ranks of a job on one node, concurrent runs): a
+    replayer first renames a file to ``<run>.<rank>.<token>.jsonl`` (claiming it), then takes its
+    ``flock`` before reading; an appender holds the ``flock`` while it writes and re-opens the path
+    if the file it opened was claimed meanwhile. So no line is ever appended to a file that was
+    already read, and a replay interrupted by the store failing again leaves a claimed file that
+    the next replay finds.
     """
 
     def __init__(self, directory: Path) -> None:
@@ -257,39 +266,81 @@ class Spool:
         return self.dir / f"{run_id}.{rank}.jsonl"
 
     def append(self, cp: Checkpoint) -> Path:
+        """Append one checkpoint (``fsync``ed). Raises ``OSError`` (ENOSPC, EACCES, ...)."""
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self.path(cp.run_id, cp.rank)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            data = (cp.to_json() + "\n").encode()
-            written = os.write(fd, data)
-            if written != len(data):
-                raise OSError(errno.ENOSPC, "short write to the spool")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        return path
+        data = (cp.to_json() + "\n").encode()
+        while True:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    current = os.stat(path).st_ino
+                except FileNotFoundError:
+                    current = None
+                if current != os.fstat(fd).st_ino:
+                    continue  # claimed by a replayer after we opened it: append to a new file
+                written = os.write(fd, data)
+                if written != len(data):
+                    raise OSError(errno.ENOSPC, "short write to the spool")
+                os.fsync(fd)
+                return path
+            finally:
+                os.close(fd)  # releases the lock
 
-    def pending(self, run_id: str | None = None) -> list[Path]:
+    def pending(self, run_id: str | None = None, rank: int | None = None) -> list[Path]:
+        """Spool files (own and claimed ones) of a run, of one rank of it, or of every run."""
         if not self.dir.is_dir():
             return []
-        pattern = f"{run_id}.*.jsonl" if run_id else "*.jsonl"
-        return sorted(self.dir.glob(pattern))
+        if run_id is None:
+            return sorted(self.dir.glob("*.jsonl"))
+        stem = f"{run_id}.{rank}" if rank is not None else f"{run_id}.*"
+        return sorted({*self.dir.glob(f"{stem}.jsonl"), *self.dir.glob(f"{stem}.*.jsonl")})
+
+    def _claim(self, path: Path) -> Path | None:
+        """Rename an appender's file to a claimed name; claimed files are returned as they are."""
+        if path.name.count(".") > 2:  # <run>.<rank>.<token>.jsonl: already claimed
+            return path
+        claimed = path.with_name(f"{path.name[: -len('.jsonl')]}.{uuid.uuid4().hex[:12]}.jsonl")
+        try:
+            os.rename(path, claimed)
+        except FileNotFoundError:
+            return None  # another process claimed it first
+        return claimed
 
     def replay(self, writer: StoreWriter, path: Path) -> int:
-        """Write every checkpoint of one spool file, then delete it. Returns how many."""
-        lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-        count = 0
-        for line in lines:
+        """Write every checkpoint of one spool file, then delete it. Returns how many.
+
+        Raises the writer's ``StoreError`` if the store fails; the file is then kept (claimed)
+        and a later replay writes it again (writes are idempotent).
+        """
+        claimed = self._claim(path)
+        if claimed is None:
+            return 0
+        try:
+            fd = os.open(claimed, os.O_RDONLY)
+        except FileNotFoundError:
+            return 0  # replayed and deleted by another process
+        try:
             try:
-                cp = Checkpoint.from_json(line)
-            except (ValueError, KeyError, TypeError):
-                continue  # a torn last line after a crash: everything before it is intact
-            writer.write(cp)
-            count += 1
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        return count
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return 0  # being appended to or replayed elsewhere; a later replay gets it
+            with os.fdopen(os.dup(fd), encoding="utf-8") as f:
+                lines = [ln for ln in f.read().splitlines() if ln.strip()]
+            count = 0
+            for line in lines:
+                try:
+                    cp = Checkpoint.from_json(line)
+                except (ValueError, KeyError, TypeError):
+                    continue  # a torn last line after a crash: everything before it is intact
+                writer.write(cp)
+                count += 1
+            with contextlib.suppress(FileNotFoundError):
+                claimed.unlink()
+            return count
+        finally:
+            os.close(fd)
 
     def replay_all(self, writer: StoreWriter, run_id: str | None = None) -> int:
         return sum(self.replay(writer, p) for p in self.pending(run_id))

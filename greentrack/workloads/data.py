@@ -171,10 +171,10 @@ def listops(
     n_val: int = 1000,
     n_test: int = 1000,
     *,
-    max_depth: int = 4,
-    max_args: int = 5,
-    min_len: int = 12,
-    max_len: int = 64,
+    max_depth: int = 3,
+    max_args: int = 4,
+    min_len: int = 8,
+    max_len: int = 48,
     seed: int = 0,
 ) -> Task:
     """ListOps (LRA rules, shortened): classify the value (0-9) of a nested list expression.

@@ -1,0 +1,355 @@
+"""Many processes, one run: where a process sits in a distributed job, and what it measures.
+
+Call ``gt.track(...)`` on **every** rank. :func:`place` then decides, for this process:
+
+- **rank / world size / local rank**: from an initialised ``torch.distributed`` process group, else
+  from the launcher's environment (torchrun ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``/
+  ``LOCAL_WORLD_SIZE``; Slurm ``SLURM_PROCID``/``SLURM_NTASKS``/``SLURM_LOCALID``/
+  ``SLURM_TASKS_PER_NODE``; Open MPI ``OMPI_COMM_WORLD_*``; MPICH/Intel MPI ``PMI_*``).
+- **the run id** all ranks attach to: ``run_id=`` or ``GREENTRACK_RUN_ID`` if given; else, in a
+  process group, the id rank 0 publishes through the group's key-value store; else one derived
+  deterministically from the job (``TORCHELASTIC_RUN_ID`` + restart count, ``SLURM_JOB_ID`` +
+  ``SLURM_STEP_ID`` + restart count, ``PMIX_NAMESPACE``) and the number of runs this process
+  started before (so sequential runs of one job get distinct ids). A restarted job (torchelastic,
+  Slurm requeue) gets a new run: every process's energy starts again at zero.
+- **the host's CPU and DRAM** are measured by one process per node: the lowest rank on the host
+  in a process group, else ``LOCAL_RANK == 0``. No double counting.
+- **GPUs**: each GPU of a node is measured by exactly one process. A rank proposes the GPUs it
+  uses: with ``LOCAL_WORLD_SIZE`` known, ``visible[LOCAL_RANK]`` (several GPUs per rank: the
+  contiguous block ``j * local_world // n_visible == local_rank``); when a process sees a single
+  GPU (Slurm ``--gpus-per-task``), that one; with the layout unknown, every visible GPU. In a
+  process group a GPU proposed by several ranks on one host goes to the lowest of them, so totals
+  are exact and per-rank attribution is as fine as the launcher lets it be.
+
+The exchange uses the process group's store (the one ``init_process_group`` rendezvoused with),
+not a collective: rank 0 never waits, so a program that tracks on rank 0 only still works (rank
+0 then measures its host and its own GPUs); rank ``r`` waits for ranks ``< r`` to publish, at
+most ``GREENTRACK_DIST_TIMEOUT_S`` (default 300 s), after which it records its own run and says
+why. Without a process group and without a job id in the environment the ranks cannot agree on
+an id: each is tracked as its own run, with a warning.
+
+Only ``sys.modules`` is consulted for ``torch``: this module never imports it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import socket
+import sys
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from greentrack.config import Config
+from greentrack.meters.base import Meter
+
+__all__ = [
+    "Layout",
+    "Placement",
+    "env_layout",
+    "env_run_id",
+    "open_placement_meters",
+    "place",
+    "propose_gpus",
+]
+
+_NAMESPACE = uuid.UUID("5b0c1e2a-8f4e-4d0a-9a39-6772656e7472")  # fixed: ids are reproducible
+_COUNTER = itertools.count()
+_STORE_PREFIX = "greentrack/place"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a process sits, as the launcher or the process group says.
+
+    ``local_world_size`` is None when the launcher does not say how many processes share the node.
+    """
+
+    rank: int
+    world_size: int
+    local_rank: int
+    local_world_size: int | None
+    source: str  # "torch.distributed" | "torchrun" | "slurm" | "mpi" | "pmi"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """What :func:`place` decided for this process.
+
+    Attributes:
+        rank, world_size, local_rank: this process in the job (0, 1, 0 for a plain program).
+        host: this node's name.
+        source: where the layout came from (``single``, ``torch.distributed``, ``torchrun``, ...).
+        run_id: the id every rank attaches to (None: the run keeps its own id).
+        shared: whether the ranks agreed on one run (False: each rank records its own run).
+        measure_host: whether this process measures the node's CPU and DRAM.
+        gpus: GPUs to measure, as ``CUDA_VISIBLE_DEVICES`` entries (UUIDs); None means every GPU
+            this process sees (the single-process behaviour).
+        warnings: one-line notes to record on the run.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    host: str = ""
+    source: str = "single"
+    run_id: str | None = None
+    shared: bool = True
+    measure_host: bool = True
+    gpus: tuple[str, ...] | None = None
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def owner(self) -> bool:
+        """Whether this process owns the run row (status, end time): rank 0 of a shared run."""
+        return self.rank == 0 or not self.shared
+
+
+# -- layout -------------------------------------------------------------------------------------
+def _int(env: Mapping[str, str], name: str) -> int | None:
+    try:
+        return int(env[name])
+    except (KeyError, ValueError):
+        return None
+
+
+def _slurm_tasks_on_node(tasks_per_node: str | None, node_id: int | None) -> int | None:
+    """Tasks on node ``node_id`` from ``SLURM_TASKS_PER_NODE`` (``"2(x3),1"`` = 2,2,2,1)."""
+    if not tasks_per_node or node_id is None:
+        return None
+    counts: list[int] = []
+    try:
+        for part in tasks_per_node.split(","):
+            n, _, rep = part.partition("(x")
+            counts += [int(n)] * (int(rep.rstrip(")")) if rep else 1)
+    except ValueError:
+        return None
+    return counts[node_id] if 0 <= node_id < len(counts) else None
+
+
+def env_layout(env: Mapping[str, str] | None = None) -> Layout | None:
+    """The layout the launcher's environment describes, or None (not launched as a job)."""
+    env = os.environ if env is None else env
+    for source, r, w, lr, lw in (
+        ("torchrun", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"),
+        ("slurm", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", None),
+        ("mpi", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
+         "OMPI_COMM_WORLD_LOCAL_SIZE"),
+        ("pmi", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "MPI_LOCALNRANKS"),
+    ):  # fmt: skip
+        rank, world = _int(env, r), _int(env, w)
+        if rank is None or world is None:
+            continue
+        local_rank = _int(env, lr)
+        if lw is not None:
+            local_world = _int(env, lw)
+        else:
+            local_world = _int(env, "SLURM_NTASKS_PER_NODE") or _slurm_tasks_on_node(
+                env.get("SLURM_TASKS_PER_NODE"), _int(env, "SLURM_NODEID")
+            )
+        if local_rank is None:
+            local_rank = 0 if world == 1 else rank
+            local_world = local_world if world == 1 else None
+        return Layout(rank, world, local_rank, local_world, source)
+    return None
+
+
+def env_run_id(env: Mapping[str, str] | None = None, nth: int = 0) -> str | None:
+    """A run id every process of this job derives alike, or None if the job has no id.
+
+    ``nth`` tells apart sequential runs of one process (each rank starts runs in the same order).
+    """
+    env = os.environ if env is None else env
+    key = None
+    elastic = env.get("TORCHELASTIC_RUN_ID", "").strip()
+    if elastic and elastic.lower() != "none":
+        key = f"torchelastic:{elastic}:{env.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+    elif env.get("SLURM_JOB_ID"):
+        key = (
+            f"slurm:{env['SLURM_JOB_ID']}:{env.get('SLURM_STEP_ID', '')}:"
+            f"{env.get('SLURM_RESTART_COUNT', '0')}"
+        )
+    elif env.get("PMIX_NAMESPACE") or env.get("OMPI_MCA_ess_base_jobid"):
+        key = f"mpi:{env.get('PMIX_NAMESPACE') or env.get('OMPI_MCA_ess_base_jobid')}"
+    if key is None:
+        return None
+    return uuid.uuid5(_NAMESPACE, f"{key}:{nth}").hex
+
+
+def _process_group() -> Any | None:
+    """``torch.distributed`` if the program initialised a process group (never imports torch)."""
+    dist = sys.modules.get("torch.distributed")
+    try:
+        if dist is not None and dist.is_available() and dist.is_initialized():
+            return dist
+    except (AttributeError, RuntimeError):
+        return None
+    return None
+
+
+# -- GPUs -----------------------------------------------------------------------------------------
+def _visible_gpus(env: Mapping[str, str]) -> list[str]:
+    """UUIDs (or NVML indices when nameless) of the GPUs this process sees, in CUDA order."""
+    from greentrack.errors import MeterError
+    from greentrack.meters.nvml import list_gpus
+
+    try:
+        return [g.uuid or str(g.index) for g in list_gpus(env=env)]
+    except MeterError:
+        return []
+
+
+def propose_gpus(
+    visible: Sequence[str], local_rank: int, local_world_size: int | None
+) -> list[str]:
+    """The GPUs a process uses, among those it sees (see the module docstring).
+
+    Args:
+        visible: GPU ids this process sees, in CUDA order.
+        local_rank: the process's rank on its node.
+        local_world_size: processes on the node, or None when unknown.
+    """
+    n = len(visible)
+    if n <= 1 or local_world_size is None or local_world_size <= 1:
+        return list(visible)
+    if n >= local_world_size:
+        return [g for j, g in enumerate(visible) if j * local_world_size // n == local_rank]
+    return [visible[local_rank]] if local_rank < n else []
+
+
+# -- the exchange ---------------------------------------------------------------------------------
+def _store(dist: Any) -> Any | None:
+    try:
+        return dist.distributed_c10d._get_default_store()
+    except (AttributeError, RuntimeError, ValueError):
+        return None
+
+
+def _exchange(
+    dist: Any, rank: int, world: int, payload: dict[str, Any], nth: int, timeout_s: float
+) -> list[dict[str, Any]] | str:
+    """Publish ``payload``; return the payloads of ranks ``0..rank-1`` (or why they are missing)."""
+    store = _store(dist)
+    if store is None:  # a process-group backend without a store: a collective (all ranks)
+        gathered: list[Any] = [None] * world
+        dist.all_gather_object(gathered, payload)
+        return list(gathered[:rank])
+    prefix = f"{_STORE_PREFIX}/{nth}"
+    store.set(f"{prefix}/{rank}", json.dumps(payload))
+    keys = [f"{prefix}/{r}" for r in range(rank)]
+    if not keys:
+        return []
+    try:
+        store.wait(keys, timedelta(seconds=timeout_s))
+    except Exception as e:  # c10d raises RuntimeError or DistStoreError, by version
+        return (
+            f"rank {rank}: lower ranks did not start tracking within {timeout_s:g} s "
+            f"({type(e).__name__}); this rank is recorded as its own run — call gt.track on every "
+            "rank, or raise GREENTRACK_DIST_TIMEOUT_S"
+        )
+    return [json.loads(store.get(k)) for k in keys]
+
+
+def place(
+    run_id: str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout_s: float | None = None,
+) -> Placement:
+    """Decide this process's rank, run id, and what it measures (see the module docstring).
+
+    Args:
+        run_id: an id given by the user (``run_id=`` or ``GREENTRACK_RUN_ID``); all ranks use it.
+        env: environment (default ``os.environ``).
+        timeout_s: how long rank ``r`` waits for ranks ``< r`` (default
+            ``GREENTRACK_DIST_TIMEOUT_S`` or 300 s).
+    """
+    env = os.environ if env is None else env
+    host = socket.gethostname()
+    dist = _process_group()
+    layout: Layout | None = None
+    if dist is not None and dist.get_world_size() > 1:
+        found = env_layout(env)
+        rank, world = dist.get_rank(), dist.get_world_size()
+        same = found is not None and (found.rank, found.world_size) == (rank, world)
+        layout = Layout(
+            rank,
+            world,
+            found.local_rank if same and found else 0,
+            found.local_world_size if same and found else None,
+            "torch.distributed",
+        )
+    else:
+        dist = None
+        layout = env_layout(env)
+    if layout is None or layout.world_size <= 1:
+        return Placement(host=host, run_id=run_id)
+
+    nth = next(_COUNTER)
+    visible = _visible_gpus(env)
+    proposal = propose_gpus(visible, layout.local_rank, layout.local_world_size)
+    if dist is None:  # environment only: no exchange, rules alone decide
+        if layout.local_world_size is None and len(visible) > 1 and layout.local_rank != 0:
+            proposal = []  # layout unknown: the node's first process measures its GPUs
+        shared_id = run_id or env_run_id(env, nth)
+        warnings: tuple[str, ...] = ()
+        if shared_id is None:
+            warnings = (
+                f"rank {layout.rank} of {layout.world_size}: no process group and no job id in "
+                "the environment, so this rank is recorded as its own run; initialise "
+                "torch.distributed before gt.track or set GREENTRACK_RUN_ID",
+            )
+        return Placement(
+            layout.rank, layout.world_size, layout.local_rank, host, layout.source, shared_id,
+            shared_id is not None, layout.local_rank == 0, tuple(proposal), warnings,
+        )  # fmt: skip
+
+    if timeout_s is None:
+        try:
+            timeout_s = float(env.get("GREENTRACK_DIST_TIMEOUT_S", "300"))
+        except ValueError:
+            timeout_s = 300.0
+    candidate = run_id or env_run_id(env, nth) or uuid.uuid4().hex
+    payload = {"host": host, "gpus": proposal, "run_id": candidate}
+    lower = _exchange(dist, layout.rank, layout.world_size, payload, nth, timeout_s)
+    if isinstance(lower, str):
+        return Placement(
+            layout.rank, layout.world_size, layout.local_rank, host, layout.source, None, False,
+            True, tuple(visible), (lower,),
+        )  # fmt: skip
+    shared_id = lower[0]["run_id"] if lower else candidate
+    peers = [p for p in lower if p["host"] == host]
+    taken = {g for p in peers for g in p["gpus"]}
+    return Placement(
+        rank=layout.rank,
+        world_size=layout.world_size,
+        local_rank=len(peers),
+        host=host,
+        source=layout.source,
+        run_id=shared_id,
+        shared=True,
+        measure_host=not peers,
+        gpus=tuple(g for g in proposal if g not in taken),
+    )
+
+
+def open_placement_meters(config: Config, placement: Placement) -> list[Meter]:
+    """The meters of this process: host meters if it measures the node, its GPUs (not started)."""
+    from greentrack.errors import MeterError
+    from greentrack.meters import NvmlMeter, open_meters
+
+    host = placement.measure_host
+    if placement.gpus is None:
+        return open_meters(config, cpu=host, ram=host)
+    meters = open_meters(config, gpu=False, cpu=host, ram=host)
+    if placement.gpus:
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(placement.gpus)}
+        try:
+            meters.append(NvmlMeter(env=env))
+        except MeterError:
+            pass  # NVML went away between placement and here: no GPU meter, like open_meters
+    return meters

@@ -1,0 +1,385 @@
+"""The study: every submission time of a history, each strategy against running immediately.
+
+For a series and a job (duration ``D``, slack ``W``, constant power), every whole step of the
+series at which the full window ``[t, t + D + W]`` fits in the data is a submission. Jobs start on
+step boundaries. For each submission:
+
+* ``E₀``: run at submission (one sliding-window sum from the cumulative integral);
+* Flexible Start: the best step-boundary start in the window — a sliding minimum of the same
+  window sums, O(n·W/step);
+* Pause & Resume: the exact dynamic programme of :func:`greentrack.schedule._pr_dp`, run for all
+  submissions at once (vectorised over submissions, in cache-sized chunks); when no constraint
+  binds (min run = one cell, no cap on pauses) it is the sum of the ``D/step`` cheapest steps of
+  the window (``np.partition``), which is exact.
+
+Reported per (duration, within, strategy): the **mean per-submission reduction**
+``mean(1 - E/E₀)`` and the **aggregate reduction** ``1 - ΣE/ΣE₀`` (all jobs' emissions together),
+in %. Submissions with ``E₀ = 0`` are left out of the mean. Power cancels out of both.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from greentrack.carbon.series import IntensitySeries, Provenance
+from greentrack.errors import ScheduleError
+from greentrack.schedule import (
+    DEFAULT_MIN_RUN_S,
+    _fmt_dur,
+    _load_csv,
+    _pr_dp,
+    _quantum_options,
+    parse_duration,
+)
+
+_CHUNK_FLOATS = 100_000
+
+__all__ = [
+    "StudyResult",
+    "StudyRow",
+    "format_study",
+    "save_study_plot",
+    "study",
+    "study_files",
+    "study_series",
+]
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    """One strategy for one (duration, within) over every submission time of a series.
+
+    ``mean_reduction_pct`` is the mean over submissions of ``100 · (1 - E / E₀)``;
+    ``aggregate_reduction_pct`` is ``100 · (1 - ΣE / ΣE₀)`` (total emissions of all jobs), where
+    ``E₀`` is running at submission time.
+    """
+
+    duration_h: float
+    within_h: float
+    strategy: str
+    mean_reduction_pct: float
+    aggregate_reduction_pct: float
+    submissions: int
+    zone: str = ""
+    min_run_h: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "duration_h": self.duration_h,
+            "within_h": self.within_h,
+            "strategy": self.strategy,
+            "mean_reduction_pct": self.mean_reduction_pct,
+            "aggregate_reduction_pct": self.aggregate_reduction_pct,
+            "submissions": self.submissions,
+            "zone": self.zone,
+            "min_run_h": self.min_run_h,
+        }
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """Rows of a study plus the per-submission reductions (for plots)."""
+
+    rows: tuple[StudyRow, ...]
+    provenance: Provenance
+    reductions_pct: Mapping[tuple[float, float, str], np.ndarray] = field(repr=False)
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [r.to_dict() for r in self.rows]
+
+
+def _sliding_min(x: np.ndarray, width: int, count: int) -> np.ndarray:
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    return sliding_window_view(x, width)[:count].min(axis=1)
+
+
+def study_series(
+    series: IntensitySeries,
+    durations_s: Sequence[float],
+    within_s: float | Sequence[float],
+    *,
+    min_run_s: float | None = None,
+    max_pauses: int | None = None,
+    strategies: Sequence[str] = ("flexible_start", "pause_resume"),
+) -> StudyResult:
+    """Evaluate the strategies for every whole-step submission where the window fits the data.
+
+    Jobs start on step boundaries; Flexible Start picks the best step-boundary start in the window
+    (sliding minimum of cumulative-sum window costs), Pause & Resume runs the exact DP (cells of
+    ``gcd(step, D, min_run)``) for all submissions at once. Constant power (it cancels out).
+    """
+    withins = (
+        [float(within_s)] if isinstance(within_s, int | float) else [float(x) for x in within_s]
+    )
+    step = series.step_s
+    s0 = float(series.start_s[0])
+    n = len(series)
+    m_s = DEFAULT_MIN_RUN_S if min_run_s is None else float(min_run_s)
+    rows: list[StudyRow] = []
+    red: dict[tuple[float, float, str], np.ndarray] = {}
+    for d in durations_s:
+        if not d > 0:
+            raise ScheduleError(f"study durations must be positive (got {d} s)")
+        starts = s0 + np.arange(n) * step
+        f_all = series.integral(starts + d) - series.integral(starts)  # (g/kWh)·s per start
+        for w in withins:
+            if w < 0:
+                raise ScheduleError(f"--within must not be negative (got {w} s)")
+            count = math.floor((series.end_s - s0 - d - w) / step + 1e-9) + 1
+            if count <= 0:
+                raise ScheduleError(
+                    f"the data ({_fmt_dur(n * step)}) is shorter than one "
+                    f"{_fmt_dur(d)} job plus {_fmt_dur(w)} of slack"
+                )
+            e0 = f_all[:count]
+            k_max = math.floor(w / step + 1e-9)
+            results: dict[str, np.ndarray] = {}
+            if "flexible_start" in strategies:
+                results["flexible_start"] = np.minimum(_sliding_min(f_all, k_max + 1, count), e0)
+            if "pause_resume" in strategies:
+                results["pause_resume"] = np.minimum(
+                    _study_pr(series, d, w, m_s, max_pauses, count),
+                    results.get("flexible_start", e0),
+                )
+            for name, e in results.items():
+                valid = e0 > 0
+                per = np.where(valid, 100.0 * (1.0 - e / np.where(valid, e0, 1.0)), np.nan)
+                agg = 100.0 * (1.0 - e.sum() / e0.sum()) if e0.sum() > 0 else 0.0
+                rows.append(
+                    StudyRow(
+                        duration_h=d / 3600.0,
+                        within_h=w / 3600.0,
+                        strategy=name,
+                        mean_reduction_pct=float(np.nanmean(per)) if valid.any() else 0.0,
+                        aggregate_reduction_pct=float(agg),
+                        submissions=count,
+                        zone=series.provenance.zone,
+                        min_run_h=(min(m_s, d) / 3600.0) if name == "pause_resume" else None,
+                    )
+                )
+                red[(d / 3600.0, w / 3600.0, name)] = per
+    return StudyResult(tuple(rows), series.provenance, red)
+
+
+def _study_pr(
+    series: IntensitySeries,
+    d: float,
+    w: float,
+    min_run_s: float,
+    max_pauses: int | None,
+    count: int,
+) -> np.ndarray:
+    """Pause & Resume cost ((g/kWh)·s at 1 W) for the first ``count`` submissions, vectorised."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    m_eff = min(min_run_s, d)
+    kd = 1 if max_pauses is None else max_pauses + 2
+    q = None
+    for cand, _ in _quantum_options(series.step_s, d, m_eff, w):
+        if cand > series.step_s:
+            break  # the study keeps to the data's resolution
+        if int(series.step_s) % int(cand) != 0:
+            continue
+        t_count = math.floor((d + w) / cand + 1e-9)
+        n_work = math.ceil(d / cand - 1e-9)
+        if count * t_count * (n_work + 1) * kd <= 200_000_000:
+            q = cand
+            break
+    if q is None:
+        q = series.step_s
+    r = round(series.step_s / q)
+    t_count = math.floor((d + w) / q + 1e-9)
+    n_work = math.ceil(d / q - 1e-9)
+    energy = np.diff(np.minimum(np.arange(n_work + 1) * q, d))  # seconds at 1 W: E in W·s units
+    if t_count < n_work:
+        return np.full(count, np.inf)
+    m = min(n_work, max(1, math.ceil(m_eff / q - 1e-9)))
+    cells = np.repeat(series.g_per_kwh, r)
+    need = (count - 1) * r + t_count
+    if need > cells.size:
+        cells = np.concatenate((cells, np.full(need - cells.size, series.g_per_kwh[-1])))
+    cell_c = sliding_window_view(cells, t_count)[: (count - 1) * r + 1 : r]
+    kcap = None if max_pauses is None else max_pauses + 1
+    if m == 1 and kcap is None and np.all(energy == energy[0]):
+        # no constraint binds: the N cheapest cells of each window (exact, O(S·T))
+        part = np.partition(cell_c, n_work - 1, axis=1)[:, :n_work]
+        return part.sum(axis=1) * energy[0]
+    out = np.empty(count)
+    # DP states of ~CHUNK floats per array stay in cache: several times faster than one big batch
+    chunk = max(64, _CHUNK_FLOATS // ((n_work + 1) * (1 if kcap is None else kcap + 1)))
+    for i in range(0, count, chunk):
+        best, _ = _pr_dp(cell_c[i : i + chunk], energy, m, kcap)
+        out[i : i + chunk] = best
+    return out
+
+
+def study(
+    data: IntensitySeries | str | Path | Sequence[str | Path],
+    durations: Sequence[float | str] | float | str,
+    within: Sequence[float | str] | float | str,
+    *,
+    min_run: float | str | None = None,
+    max_pauses: int | None = None,
+) -> StudyResult:
+    """The study over a series or CSV file(s): see :func:`study_series`.
+
+    Example::
+
+        r = study("ES_2022_hourly.csv", ["1h", "6h", "24h"], "24h")
+        print(format_study([r]))
+    """
+    series = data if isinstance(data, IntensitySeries) else _load_csv(data, None)  # type: ignore[arg-type]
+    ds = [durations] if isinstance(durations, int | float | str) else list(durations)
+    ws = [within] if isinstance(within, int | float | str) else list(within)
+    return study_series(
+        series,
+        [parse_duration(x) for x in ds],
+        [parse_duration(x, "--within") for x in ws],
+        min_run_s=None if min_run is None else parse_duration(min_run, "--min-run"),
+        max_pauses=max_pauses,
+    )
+
+
+def _load_by_zone(paths: Sequence[str | Path]) -> list[IntensitySeries]:
+    """One series per zone, files of the same zone joined (in the order given)."""
+    from greentrack.carbon.csvsource import load_csv
+
+    groups: dict[str, list[Path]] = {}
+    for p in paths:
+        zone = load_csv(p).provenance.zone
+        groups.setdefault(zone, []).append(Path(p))
+    return [load_csv(group) for group in groups.values()]
+
+
+def study_files(
+    paths: Sequence[str | Path],
+    durations: Sequence[float | str] | float | str,
+    within: Sequence[float | str] | float | str,
+    *,
+    min_run: float | str | None = None,
+    max_pauses: int | None = None,
+) -> list[StudyResult]:
+    """The study on CSV files: one result per zone (files of one zone, e.g. years, are joined).
+
+    Example::
+
+        rs = study_files(["ES_2022_hourly.csv", "NO_2022_hourly.csv"], ["1h", "6h", "24h"], "24h")
+        print(format_study(rs))
+    """
+    if not paths:
+        raise ScheduleError("the study needs data: pass --csv FILE (several allowed)")
+    return [
+        study(series, durations, within, min_run=min_run, max_pauses=max_pauses)
+        for series in _load_by_zone(paths)
+    ]
+
+
+def _data_label(prov: Provenance) -> str:
+    """``2022, Electricity Maps`` from a CSV provenance (years of the period, file layout)."""
+    years = sorted({part[:4] for part in prov.period.split("/") if part[:4].isdigit()})
+    span = "–".join([years[0], years[-1]] if len(years) > 1 else years)
+    layout = ""
+    bits = prov.detail.split(";")
+    if len(bits) > 1:
+        layout = bits[1].split(" column")[0].replace(" export", "").strip()
+    return ", ".join(x for x in (span, layout) if x) or prov.source
+
+
+def format_study(results: Sequence[StudyResult], fmt: str = "markdown") -> str:
+    """A markdown (or plain) table of study rows: mean per-submission and aggregate reductions."""
+    header = [
+        "zone",
+        "data",
+        "duration",
+        "within",
+        "strategy",
+        "mean reduction per submission",
+        "aggregate reduction (1 − ΣE/ΣE₀)",
+        "submissions",
+    ]
+    body = []
+    for res in results:
+        for r in res.rows:
+            body.append(
+                [
+                    r.zone or res.provenance.zone,
+                    _data_label(res.provenance),
+                    _fmt_dur(r.duration_h * 3600),
+                    _fmt_dur(r.within_h * 3600),
+                    "Flexible Start"
+                    if r.strategy == "flexible_start"
+                    else (f"Pause & Resume (min run {_fmt_dur((r.min_run_h or 0) * 3600)})"),
+                    f"{r.mean_reduction_pct:.1f} %",
+                    f"{r.aggregate_reduction_pct:.1f} %",
+                    f"{r.submissions:,}",
+                ]
+            )
+    if fmt == "markdown":
+        out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        out += ["| " + " | ".join(row) + " |" for row in body]
+        return "\n".join(out)
+    widths = [
+        max(len(h), *(len(row[i]) for row in body)) if body else len(h)
+        for i, h in enumerate(header)
+    ]
+    lines = ["  ".join(h.ljust(wd) for h, wd in zip(header, widths, strict=True))]
+    lines += ["  ".join(c.ljust(wd) for c, wd in zip(row, widths, strict=True)) for row in body]
+    return "\n".join(lines)
+
+
+def save_study_plot(results: Sequence[StudyResult], path: str | Path) -> Path:
+    """Bar chart of mean and aggregate reductions per zone, duration and strategy (matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    n = max(1, len(results))
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(4.4 * cols, 3.4 * rows + 0.4), squeeze=False, sharey=True
+    )
+    flat = list(axes.ravel())
+    for ax in flat[len(results) :]:
+        ax.set_visible(False)
+    for ax, res in zip(flat, results, strict=False):
+        labels, mean_fs, agg_fs, mean_pr, agg_pr = [], [], [], [], []
+        keys = sorted({(r.duration_h, r.within_h) for r in res.rows})
+        for d, w in keys:
+            labels.append(f"{_fmt_dur(d * 3600)}\n+{_fmt_dur(w * 3600)}")
+            by = {r.strategy: r for r in res.rows if (r.duration_h, r.within_h) == (d, w)}
+            fs, pr = by.get("flexible_start"), by.get("pause_resume")
+            mean_fs.append(fs.mean_reduction_pct if fs else np.nan)
+            agg_fs.append(fs.aggregate_reduction_pct if fs else np.nan)
+            mean_pr.append(pr.mean_reduction_pct if pr else np.nan)
+            agg_pr.append(pr.aggregate_reduction_pct if pr else np.nan)
+        x = np.arange(len(labels))
+        wd = 0.2
+        ax.bar(x - 1.5 * wd, mean_fs, wd, label="Flexible Start, mean", color="#8fbc8f")
+        ax.bar(x - 0.5 * wd, agg_fs, wd, label="Flexible Start, aggregate", color="#2e8b57")
+        ax.bar(x + 0.5 * wd, mean_pr, wd, label="Pause & Resume, mean", color="#87ceeb")
+        ax.bar(x + 1.5 * wd, agg_pr, wd, label="Pause & Resume, aggregate", color="#4682b4")
+        ax.set_xticks(x, labels)
+        ax.set_title(f"{res.provenance.zone} ({_data_label(res.provenance)})", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    for row in axes:
+        row[0].set_ylabel("reduction vs run now (%)")
+    flat[0].legend(fontsize=7, loc="upper right")
+    fig.suptitle(
+        "Carbon-aware scheduling, one submission per step of the data "
+        "(mean = mean per job; aggregate = 1 − ΣE/ΣE₀)",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
