@@ -247,14 +247,24 @@ def study(
     )
 
 
+def _layout(prov: Provenance) -> str:
+    """The file layout named in a CSV provenance (``Electricity Maps``, ``EIA-930``...)."""
+    bits = prov.detail.split(";")
+    return bits[1].split(" column")[0].replace(" export", "").strip() if len(bits) > 1 else ""
+
+
 def _load_by_zone(paths: Sequence[str | Path]) -> list[IntensitySeries]:
-    """One series per zone, files of the same zone joined (in the order given)."""
+    """One series per (zone, file layout); files of one group (e.g. years) are joined in order.
+
+    Files of the same zone from different data sets (Electricity Maps and EIA-930 for CAISO) stay
+    separate studies instead of being averaged together.
+    """
     from greentrack.carbon.csvsource import load_csv
 
-    groups: dict[str, list[Path]] = {}
+    groups: dict[tuple[str, str], list[Path]] = {}
     for p in paths:
-        zone = load_csv(p).provenance.zone
-        groups.setdefault(zone, []).append(Path(p))
+        prov = load_csv(p).provenance
+        groups.setdefault((prov.zone, _layout(prov)), []).append(Path(p))
     return [load_csv(group) for group in groups.values()]
 
 
@@ -285,10 +295,7 @@ def _data_label(prov: Provenance) -> str:
     """``2022, Electricity Maps`` from a CSV provenance (years of the period, file layout)."""
     years = sorted({part[:4] for part in prov.period.split("/") if part[:4].isdigit()})
     span = "–".join([years[0], years[-1]] if len(years) > 1 else years)
-    layout = ""
-    bits = prov.detail.split(";")
-    if len(bits) > 1:
-        layout = bits[1].split(" column")[0].replace(" export", "").strip()
+    layout = _layout(prov)
     return ", ".join(x for x in (span, layout) if x) or prov.source
 
 

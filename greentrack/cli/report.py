@@ -13,25 +13,51 @@ from greentrack.cli.app import db_option, main, translate_errors
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Only runs with this tag.")
 @click.option("--since", metavar="WHEN", help="Only runs started since: 7d, 12h or an ISO date.")
 @click.option(
-    "--final", "final", multiple=True, metavar="RUN",
+    "--final",
+    "final",
+    multiple=True,
+    metavar="RUN",
     help="A final run (repeatable); runs tagged final=true are final too. The rest is tuning.",
-)  # fmt: skip
+)
 @click.option(
-    "--format", "fmt", type=click.Choice(["markdown", "latex", "html", "json", "csv"]),
-    default="markdown", show_default=True, help="Output format.",
-)  # fmt: skip
+    "--format",
+    "fmt",
+    type=click.Choice(["markdown", "latex", "html", "json", "csv"]),
+    default="markdown",
+    show_default=True,
+    help="Output format.",
+)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file.")
 @click.option("--flops", is_flag=True, help="Show FLOPs (as logged by the runs).")
 @click.option("--price-per-kwh", type=float, metavar="PRICE", help="Electricity price per kWh.")
 @click.option("--currency", default="EUR", show_default=True, help="Currency of the price.")
-@click.option("--seed-key", "seed_keys", multiple=True, metavar="PARAM",
-              help="Parameter that only changes the seed [seed] (repeatable).")  # fmt: skip
+@click.option(
+    "--seed-key",
+    "seed_keys",
+    multiple=True,
+    metavar="PARAM",
+    help="Parameter that only changes the seed [seed] (repeatable).",
+)
 @click.option("--standalone", is_flag=True, help="LaTeX: a complete document (with bibliography).")
 @click.option("--no-plots", is_flag=True, help="HTML: leave the figures out.")
 @db_option
 @translate_errors
-def report_cmd(run_ids, project, tags, since, final, fmt, output, flops, price_per_kwh, currency,
-               seed_keys, standalone, no_plots, db_url) -> None:  # fmt: skip
+def report_cmd(
+    run_ids,
+    project,
+    tags,
+    since,
+    final,
+    fmt,
+    output,
+    flops,
+    price_per_kwh,
+    currency,
+    seed_keys,
+    standalone,
+    no_plots,
+    db_url,
+) -> None:
     """The price tag of runs: hardware, time, energy, CO2e, FLOPs, each with its method.
 
     With RUN ids, reports those runs; with --project (and --tag/--since), every matching run and
@@ -48,11 +74,21 @@ def report_cmd(run_ids, project, tags, since, final, fmt, output, flops, price_p
     from greentrack.store.queries import parse_tags
 
     result = make_report(
-        run_ids, db_url=db_url, project=project, tags=parse_tags(tags), since=since, fmt=fmt,
-        output=output, final=final, seed_keys=seed_keys or ("seed",),
-        price_per_kwh=price_per_kwh, currency=currency, flops=flops, standalone=standalone,
+        run_ids,
+        db_url=db_url,
+        project=project,
+        tags=parse_tags(tags),
+        since=since,
+        fmt=fmt,
+        output=output,
+        final=final,
+        seed_keys=seed_keys or ("seed",),
+        price_per_kwh=price_per_kwh,
+        currency=currency,
+        flops=flops,
+        standalone=standalone,
         plots=not no_plots,
-    )  # fmt: skip
+    )
     if output:
         click.echo("wrote " + ", ".join(str(p) for p in result.files))
     else:
@@ -62,25 +98,54 @@ def report_cmd(run_ids, project, tags, since, final, fmt, output, flops, price_p
 @main.command("plot")
 @click.argument("run_ids", nargs=-1, metavar="[RUN]...")
 @click.option(
-    "--kind", type=click.Choice(["power", "energy", "intensity", "pareto", "schedule"]),
-    default="power", show_default=True, help="What to draw.",
-)  # fmt: skip
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="Image file: .svg, .png or .pdf.")  # fmt: skip
+    "--kind",
+    type=click.Choice(["power", "energy", "intensity", "pareto", "schedule"]),
+    default="power",
+    show_default=True,
+    help="What to draw.",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Image file: .svg, .png or .pdf.",
+)
 @click.option("--project", help="pareto: every run of this project.")
 @click.option("--metric", help="pareto: the metric on the y axis [accuracy-like].")
 @click.option("--lower-is-better", is_flag=True, help="pareto: the metric is a loss or error.")
-@click.option("--plan", "plan_file", type=click.Path(dir_okay=False),
-              help="schedule: a plan from `greentrack schedule --format json`.")  # fmt: skip
-@click.option("--csv", "csv_files", multiple=True, type=click.Path(dir_okay=False),
-              help="schedule: the intensity CSV file(s) the plan was made on.")  # fmt: skip
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(dir_okay=False),
+    help="schedule: a plan from `greentrack schedule --format json`.",
+)
+@click.option(
+    "--csv",
+    "csv_files",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="schedule: the intensity CSV file(s) the plan was made on.",
+)
 @click.option("--region", help="schedule: the zone (default: the plan's).")
 @click.option("--source", help="schedule: the intensity source (default: the plan's).")
 @click.option("--title", help="Figure title.")
 @db_option
 @translate_errors
-def plot_cmd(run_ids, kind, output, project, metric, lower_is_better, plan_file, csv_files,
-             region, source, title, db_url) -> None:  # fmt: skip
+def plot_cmd(
+    run_ids,
+    kind,
+    output,
+    project,
+    metric,
+    lower_is_better,
+    plan_file,
+    csv_files,
+    region,
+    source,
+    title,
+    db_url,
+) -> None:
     """Draw a figure: power, energy or intensity of a run; accuracy vs energy; a schedule plan.
 
     \b
@@ -92,19 +157,39 @@ def plot_cmd(run_ids, kind, output, project, metric, lower_is_better, plan_file,
     from greentrack.report.figures import make_plot
 
     path = make_plot(
-        kind, output, run_ids, db_url=db_url, project=project, metric=metric,
-        lower_is_better=lower_is_better, plan_file=plan_file, csv=csv_files, region=region,
-        source=source, title=title,
-    )  # fmt: skip
+        kind,
+        output,
+        run_ids,
+        db_url=db_url,
+        project=project,
+        metric=metric,
+        lower_is_better=lower_is_better,
+        plan_file=plan_file,
+        csv=csv_files,
+        region=region,
+        source=source,
+        title=title,
+    )
     click.echo(f"wrote {path}")
 
 
 @main.command("dashboard")
-@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Folder for the site (index.html, runs/).")  # fmt: skip
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the site (index.html, runs/).",
+)
 @click.option("--project", help="Only this project.")
-@click.option("--latest", type=click.IntRange(min=0), default=100, show_default=True,
-              help="Runs (newest first) that get their own page.")  # fmt: skip
+@click.option(
+    "--latest",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="Runs (newest first) that get their own page.",
+)
 @click.option("--all", "all_pages", is_flag=True, help="A page for every run.")
 @click.option("--title", default="greentrack runs", show_default=True, help="Site title.")
 @db_option
@@ -119,19 +204,29 @@ def dashboard_cmd(out_dir, project, latest, all_pages, title, db_url) -> None:
     """
     from greentrack.report.site import build_site
 
-    result = build_site(out_dir, db_url=db_url, project=project, latest=latest,
-                        all_pages=all_pages, title=title)  # fmt: skip
-    click.echo(f"wrote {result.index} ({result.runs} runs, {result.pages} run pages) "
-               f"in {result.seconds:.1f} s")  # fmt: skip
+    result = build_site(
+        out_dir, db_url=db_url, project=project, latest=latest, all_pages=all_pages, title=title
+    )
+    click.echo(
+        f"wrote {result.index} ({result.runs} runs, {result.pages} run pages) "
+        f"in {result.seconds:.1f} s"
+    )
 
 
 @main.command("export")
 @click.option(
-    "--format", "fmt", type=click.Choice(["csv", "parquet", "json"]), default=None,
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "parquet", "json"]),
+    default=None,
     help="Output format [from the file suffix, else csv].",
-)  # fmt: skip
-@click.option("-o", "--output", type=click.Path(dir_okay=False),
-              help="File to write (default: standard output; Parquet needs a file).")  # fmt: skip
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="File to write (default: standard output; Parquet needs a file).",
+)
 @click.option("--project", help="Only runs of this project.")
 @click.option("--status", help="Only runs with this status.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Only runs with this tag.")
@@ -150,8 +245,16 @@ def export_cmd(fmt, output, project, status, tags, since, samples_of, db_url) ->
     """
     from greentrack.report.export import export
 
-    result = export(output, fmt=fmt, db_url=db_url, project=project, samples_of=samples_of,
-                    status=status, tags=list(tags), since=since)  # fmt: skip
+    result = export(
+        output,
+        fmt=fmt,
+        db_url=db_url,
+        project=project,
+        samples_of=samples_of,
+        status=status,
+        tags=list(tags),
+        since=since,
+    )
     if result.path is None:
         click.echo(result.text or "", nl=False)
     else:

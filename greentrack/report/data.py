@@ -99,9 +99,14 @@ def load_runs(
             r["status"] = queries.effective_status(r)
     elif project or tags or since or status:
         rows = queries.list_runs(
-            conn, project=project, tags=tags, since=since, status=status, limit=limit,
+            conn,
+            project=project,
+            tags=tags,
+            since=since,
+            status=status,
+            limit=limit,
             descending=False,
-        )  # fmt: skip
+        )
         if not rows:
             what = f"project {project!r}" if project else "these filters"
             raise ConfigError(f"no runs match {what}; list runs with `greentrack runs`")
@@ -113,11 +118,11 @@ def load_runs(
     if not detail:
         return queries.run_objects(conn, rows)
     objs = queries.run_objects(conn, rows)
-    _add_detail(conn, objs)
+    add_detail(conn, objs)
     return objs
 
 
-def _add_detail(conn: Connection, objs: list[dict[str, Any]]) -> None:
+def add_detail(conn: Connection, objs: list[dict[str, Any]]) -> None:
     """Metadata, plan, intensity series and events of many runs in a few queries."""
     from greentrack.store.dbapi import decode_json
 

@@ -57,11 +57,13 @@ def make_plot(
     name = f"{run['project']} / {run['name']} ({run['id'][:8]})"
     start = iso_to_s(run.get("started_at"))
     if kind == "power":
-        plots.plot_power(samples, out, start_s=start, phases=run["phases"],
-                         title=title or f"Power: {name}")  # fmt: skip
+        plots.plot_power(
+            samples, out, start_s=start, phases=run["phases"], title=title or f"Power: {name}"
+        )
     elif kind == "energy":
-        plots.plot_energy(samples, out, start_s=start, phases=run["phases"],
-                          title=title or f"Energy: {name}")  # fmt: skip
+        plots.plot_energy(
+            samples, out, start_s=start, phases=run["phases"], title=title or f"Energy: {name}"
+        )
     elif kind == "intensity":
         from greentrack.report.pricetag import price_tag
 
@@ -72,20 +74,28 @@ def make_plot(
             )
         inten = price_tag(run)["intensity"] or {}
         plots.plot_intensity(
-            run["intensity_series"], out, run_start_s=start,
+            run["intensity_series"],
+            out,
+            run_start_s=start,
             run_end_s=iso_to_s(run.get("ended_at")),
             time_weighted_g_per_kwh=inten.get("time_weighted_g_per_kwh"),
             annual_g_per_kwh=inten.get("annual_average_g_per_kwh"),
-            provenance=run.get("intensity_source"), title=title,
-        )  # fmt: skip
+            provenance=run.get("intensity_source"),
+            title=title,
+        )
     elif kind == "pareto":
         from greentrack.report.html import pareto_points, pick_metric
 
         key = pick_metric(runs, metric)
         if key is None:
             raise ConfigError("these runs logged no metric; log one with run.log(accuracy=...)")
-        plots.plot_pareto(pareto_points(runs, key), out, metric=key,
-                          higher_is_better=not lower_is_better, title=title)  # fmt: skip
+        plots.plot_pareto(
+            pareto_points(runs, key),
+            out,
+            metric=key,
+            higher_is_better=not lower_is_better,
+            title=title,
+        )
     else:  # schedule plan stored on a run
         if not run.get("plan"):
             raise ConfigError(
@@ -101,8 +111,9 @@ def _read_plan(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"no plan file {path}; write one with `greentrack schedule "
-                          "--format json > plan.json`") from None  # fmt: skip
+        raise ConfigError(
+            f"no plan file {path}; write one with `greentrack schedule --format json > plan.json`"
+        ) from None
     except ValueError as e:
         raise ConfigError(
             f"{path} is not JSON ({e}); use `greentrack schedule --format json`"
@@ -112,8 +123,9 @@ def _read_plan(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _plan_series(plan: dict[str, Any], csv: Sequence[str], region: str | None,
-                 source: str | None) -> Any:  # fmt: skip
+def _plan_series(
+    plan: dict[str, Any], csv: Sequence[str], region: str | None, source: str | None
+) -> Any:
     """The intensity series behind a plan: CSV files, else the plan's source (history only)."""
     from greentrack.report.data import iso_to_s
 

@@ -24,12 +24,34 @@ __all__ = ["RUN_COLUMNS", "runs_frame", "samples_frame"]
 
 #: The fixed columns of :func:`runs_frame`, in order (metric_*, param_*, tag_* follow).
 RUN_COLUMNS = (
-    "id", "project", "name", "status", "started_at", "ended_at", "duration_s", "energy_j",
-    "energy_kwh", "pue", "facility_energy_kwh", "energy_gpu_kwh", "energy_cpu_kwh",
-    "energy_dram_kwh", "energy_ram_kwh", "methods", "region", "co2e_g", "co2e_g_annual_average",
-    "intensity_source", "intensity_zone", "intensity_kind", "intensity_period", "flops", "host",
-    "world_size", "error",
-)  # fmt: skip
+    "id",
+    "project",
+    "name",
+    "status",
+    "started_at",
+    "ended_at",
+    "duration_s",
+    "energy_j",
+    "energy_kwh",
+    "pue",
+    "facility_energy_kwh",
+    "energy_gpu_kwh",
+    "energy_cpu_kwh",
+    "energy_dram_kwh",
+    "energy_ram_kwh",
+    "methods",
+    "region",
+    "co2e_g",
+    "co2e_g_annual_average",
+    "intensity_source",
+    "intensity_zone",
+    "intensity_kind",
+    "intensity_period",
+    "flops",
+    "host",
+    "world_size",
+    "error",
+)
 
 
 def _filters(filters: Mapping[str, Any]) -> dict[str, Any]:
@@ -101,21 +123,34 @@ def runs_frame(
         for c in o["components"]:
             comp[c["component"]] = comp.get(c["component"], 0.0) + c["energy_j"] / 3.6e6
         rec: dict[str, Any] = {
-            "id": o["id"], "project": o["project"], "name": o["name"], "status": o["status"],
-            "started_at": o["started_at"], "ended_at": o["ended_at"],
-            "duration_s": o["duration_s"], "energy_j": o["energy_j"],
-            "energy_kwh": o["energy_kwh"], "pue": o["pue"],
+            "id": o["id"],
+            "project": o["project"],
+            "name": o["name"],
+            "status": o["status"],
+            "started_at": o["started_at"],
+            "ended_at": o["ended_at"],
+            "duration_s": o["duration_s"],
+            "energy_j": o["energy_j"],
+            "energy_kwh": o["energy_kwh"],
+            "pue": o["pue"],
             "facility_energy_kwh": o["facility_energy_kwh"],
-            "energy_gpu_kwh": comp.get("gpu"), "energy_cpu_kwh": comp.get("cpu"),
-            "energy_dram_kwh": comp.get("dram"), "energy_ram_kwh": comp.get("ram"),
+            "energy_gpu_kwh": comp.get("gpu"),
+            "energy_cpu_kwh": comp.get("cpu"),
+            "energy_dram_kwh": comp.get("dram"),
+            "energy_ram_kwh": comp.get("ram"),
             "methods": ",".join(sorted({c["method"] for c in o["components"]})),
-            "region": o["region"], "co2e_g": o["co2e_g"],
+            "region": o["region"],
+            "co2e_g": o["co2e_g"],
             "co2e_g_annual_average": o["co2e_g_annual_average"],
-            "intensity_source": src.get("name"), "intensity_zone": src.get("zone"),
-            "intensity_kind": src.get("kind"), "intensity_period": src.get("period"),
-            "flops": o["flops"], "host": o["host"], "world_size": o["world_size"],
+            "intensity_source": src.get("name"),
+            "intensity_zone": src.get("zone"),
+            "intensity_kind": src.get("kind"),
+            "intensity_period": src.get("period"),
+            "flops": o["flops"],
+            "host": o["host"],
+            "world_size": o["world_size"],
             "error": o["error"],
-        }  # fmt: skip
+        }
         for k, v in o["metrics"].items():
             rec[f"metric_{k}"] = v
         for k, v in o["params"].items():
@@ -127,16 +162,30 @@ def runs_frame(
     if df.empty:
         return pd.DataFrame(columns=list(RUN_COLUMNS))
     extra = sorted(c for c in df.columns if c not in RUN_COLUMNS)
-    extra = ([c for c in extra if c.startswith("metric_")] + [c for c in extra
-             if c.startswith("param_")] + [c for c in extra if c.startswith("tag_")])  # fmt: skip
+    extra = (
+        [c for c in extra if c.startswith("metric_")]
+        + [c for c in extra if c.startswith("param_")]
+        + [c for c in extra if c.startswith("tag_")]
+    )
     df = df.reindex(columns=[*RUN_COLUMNS, *extra])
     for col in ("started_at", "ended_at"):
         df[col] = pd.to_datetime(df[col], utc=True, format="ISO8601")
     for col in (c for c in extra if c.startswith("param_")):
         df[col] = _numeric(df[col].tolist())
-    for col in ("duration_s", "energy_j", "energy_kwh", "pue", "facility_energy_kwh",
-                "energy_gpu_kwh", "energy_cpu_kwh", "energy_dram_kwh", "energy_ram_kwh",
-                "co2e_g", "co2e_g_annual_average", "flops"):  # fmt: skip
+    for col in (
+        "duration_s",
+        "energy_j",
+        "energy_kwh",
+        "pue",
+        "facility_energy_kwh",
+        "energy_gpu_kwh",
+        "energy_cpu_kwh",
+        "energy_dram_kwh",
+        "energy_ram_kwh",
+        "co2e_g",
+        "co2e_g_annual_average",
+        "flops",
+    ):
         df[col] = pd.to_numeric(df[col], errors="coerce")
     return df
 
@@ -158,16 +207,28 @@ def samples_frame(run: str, *, db: str | None = None) -> pd.DataFrame:
         rid = resolve_run_id(conn, run)
         series = load_samples(conn, rid)
     if not series:
-        return pd.DataFrame({"t": pd.Series(dtype="datetime64[ns, UTC]"), "t_s": [], "rank": [],
-                             "device": [], "component": [], "energy_j": [], "power_w": []})  # fmt: skip
+        return pd.DataFrame(
+            {
+                "t": pd.Series(dtype="datetime64[ns, UTC]"),
+                "t_s": [],
+                "rank": [],
+                "device": [],
+                "component": [],
+                "energy_j": [],
+                "power_w": [],
+            }
+        )
     t_s = np.concatenate([s.t_s for s in series])
-    return pd.DataFrame({
-        "t": pd.to_datetime(t_s, unit="s", utc=True),
-        "t_s": t_s,
-        "rank": np.concatenate([np.full(s.t_s.size, s.rank) for s in series]),
-        "device": np.concatenate([np.full(s.t_s.size, s.device, dtype=object) for s in series]),
-        "component": np.concatenate([np.full(s.t_s.size, s.component, dtype=object)
-                                     for s in series]),
-        "energy_j": np.concatenate([s.energy_j for s in series]),
-        "power_w": np.concatenate([s.power_w for s in series]),
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "t": pd.to_datetime(t_s, unit="s", utc=True),
+            "t_s": t_s,
+            "rank": np.concatenate([np.full(s.t_s.size, s.rank) for s in series]),
+            "device": np.concatenate([np.full(s.t_s.size, s.device, dtype=object) for s in series]),
+            "component": np.concatenate(
+                [np.full(s.t_s.size, s.component, dtype=object) for s in series]
+            ),
+            "energy_j": np.concatenate([s.energy_j for s in series]),
+            "power_w": np.concatenate([s.power_w for s in series]),
+        }
+    )

@@ -13,10 +13,10 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from greentrack.report.pricetag import (
-    _cell,
-    _groups_table,
-    _runs_table,
+from greentrack.report.formats import (
+    cell_text,
+    groups_table,
+    runs_table,
     summary_sentence,
     table_rows,
 )
@@ -54,8 +54,9 @@ def html_page(title: str, body: str, *, script: str = "", extra_css: str = "") -
     return "\n".join(parts) + "\n"
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str = "",
-           cls: str = "") -> str:  # fmt: skip
+def _table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], align: str = "", cls: str = ""
+) -> str:
     align = align or "l" * len(headers)
     head = "".join(
         f'<th class="{"num" if a == "r" else ""}">{escape(h)}</th>'
@@ -68,8 +69,9 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str = "
             for c, a in zip(r, align, strict=False)
         )
         body.append(f"<tr>{cells}</tr>")
-    return (f'<table class="{cls}"><thead><tr>{head}</tr></thead>'
-            f"<tbody>{''.join(body)}</tbody></table>")  # fmt: skip
+    return (
+        f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    )
 
 
 def html_pricetag(report: Mapping[str, Any]) -> str:
@@ -79,18 +81,21 @@ def html_pricetag(report: Mapping[str, Any]) -> str:
     """
     cols, rows = table_rows(report)
     head = "<th>Item</th>" + "".join(f'<th class="num">{escape(c)}</th>' for c in cols)
-    out = [f'<table class="pricetag"><thead><tr>{head}<th>How it was obtained</th></tr></thead>'
-           "<tbody>"]  # fmt: skip
+    out = [
+        f'<table class="pricetag"><thead><tr>{head}<th>How it was obtained</th></tr></thead><tbody>'
+    ]
     for r in rows:
-        cells = [_cell(r, v) for v in r.values]
+        cells = [cell_text(r, v) for v in r.values]
         if r.kind == "text" and len({c for c in cells if c}) == 1 and len(cols) > 1:
             value = next(c for c in cells if c)
             tds = f'<td colspan="{len(cols)}" class="text">{escape(value)}</td>'
         else:
             cls = "text" if r.kind == "text" else "num"
             tds = "".join(f'<td class="{cls}">{escape(c)}</td>' for c in cells)
-        out.append(f"<tr><th scope=\"row\">{escape(r.label)}</th>{tds}"
-                   f'<td class="how">{escape(r.how)}</td></tr>')  # fmt: skip
+        out.append(
+            f'<tr><th scope="row">{escape(r.label)}</th>{tds}'
+            f'<td class="how">{escape(r.how)}</td></tr>'
+        )
     out.append("</tbody></table>")
     return "".join(out)
 
@@ -123,22 +128,48 @@ def run_figures(run: Mapping[str, Any], samples: Any) -> list[tuple[str, str]]:
     out = []
     start = iso_to_s(run.get("started_at"))
     if samples:
-        out.append(("Power per device; phases hatched along the top.",
-                    plots.svg_text(plots.plot_power, samples, start_s=start,
-                                   phases=run.get("phases") or [], title="Power")))  # fmt: skip
-        out.append(("Cumulative device energy.",
-                    plots.svg_text(plots.plot_energy, samples, start_s=start,
-                                   phases=run.get("phases") or [], title="Energy")))  # fmt: skip
+        out.append(
+            (
+                "Power per device; phases hatched along the top.",
+                plots.svg_text(
+                    plots.plot_power,
+                    samples,
+                    start_s=start,
+                    phases=run.get("phases") or [],
+                    title="Power",
+                ),
+            )
+        )
+        out.append(
+            (
+                "Cumulative device energy.",
+                plots.svg_text(
+                    plots.plot_energy,
+                    samples,
+                    start_s=start,
+                    phases=run.get("phases") or [],
+                    title="Energy",
+                ),
+            )
+        )
     series = run.get("intensity_series")
     if series and series.get("g_per_kwh"):
         tag = run.get("pricetag") or {}
         inten = tag.get("intensity") or {}
-        out.append(("Grid carbon intensity during the run (the stored series).",
-                    plots.svg_text(plots.plot_intensity, series, run_start_s=start,
-                                   run_end_s=iso_to_s(run.get("ended_at")),
-                                   time_weighted_g_per_kwh=inten.get("time_weighted_g_per_kwh"),
-                                   annual_g_per_kwh=inten.get("annual_average_g_per_kwh"),
-                                   provenance=run.get("intensity_source"))))  # fmt: skip
+        out.append(
+            (
+                "Grid carbon intensity during the run (the stored series).",
+                plots.svg_text(
+                    plots.plot_intensity,
+                    series,
+                    run_start_s=start,
+                    run_end_s=iso_to_s(run.get("ended_at")),
+                    time_weighted_g_per_kwh=inten.get("time_weighted_g_per_kwh"),
+                    annual_g_per_kwh=inten.get("annual_average_g_per_kwh"),
+                    provenance=run.get("intensity_source"),
+                ),
+            )
+        )
     return out
 
 
@@ -161,8 +192,13 @@ def _figure_html(caption: str, svg: str) -> str:
     return f"<figure>{svg}<figcaption>{escape(caption)}</figcaption></figure>"
 
 
-def render_html(report: Mapping[str, Any], *, db_url: str | None = None, plots: bool = True,
-                metric: str | None = None) -> str:  # fmt: skip
+def render_html(
+    report: Mapping[str, Any],
+    *,
+    db_url: str | None = None,
+    plots: bool = True,
+    metric: str | None = None,
+) -> str:
     """The report as a self-contained HTML page (figures need the store: ``db_url``)."""
     body = [
         "<main>",
@@ -174,15 +210,19 @@ def render_html(report: Mapping[str, Any], *, db_url: str | None = None, plots: 
     if plots:
         body += _figures(report, db_url, metric)
     if len(runs) > 1:
-        headers, rows, align = _runs_table(report)
+        headers, rows, align = runs_table(report)
         body += ["<h2>Runs</h2>", _table(headers, rows, align)]
     if report["groups"]:
-        headers, rows, align = _groups_table(report)
+        headers, rows, align = groups_table(report)
         body += ["<h2>Mean ± std over seeds</h2>", _table(headers, rows, align)]
     body.append('<h2>Method notes</h2><ol class="notes">')
     body += [f"<li>{escape(n)}</li>" for n in report["method_notes"]]
-    body += ["</ol>", '<p class="foot">Generated by greentrack from its run store. Figures are '
-             "inline SVG; this page loads nothing from the network.</p>", "</main>"]  # fmt: skip
+    body += [
+        "</ol>",
+        '<p class="foot">Generated by greentrack from its run store. Figures are '
+        "inline SVG; this page loads nothing from the network.</p>",
+        "</main>",
+    ]
     return html_page(f"Price tag: {report['title']}", "\n".join(body))
 
 
@@ -201,10 +241,12 @@ def _figures(report: Mapping[str, Any], db_url: str | None, metric: str | None) 
     for r in chosen:
         figs = run_figures(r, samples.get(r["id"]))
         if figs:
-            out.append(f"<h2>Run {escape(r['id'][:8])}: {escape(r['project'])} / "
-                       f"{escape(r['name'])}</h2>")  # fmt: skip
-            out.append('<div class="figures">' + "".join(_figure_html(c, s) for c, s in figs)
-                       + "</div>")  # fmt: skip
+            out.append(
+                f"<h2>Run {escape(r['id'][:8])}: {escape(r['project'])} / {escape(r['name'])}</h2>"
+            )
+            out.append(
+                '<div class="figures">' + "".join(_figure_html(c, s) for c, s in figs) + "</div>"
+            )
     key = pick_metric(runs, metric)
     if len(runs) > 1 and key:
         pts = pareto_points(runs, key)
@@ -212,7 +254,13 @@ def _figures(report: Mapping[str, Any], db_url: str | None, metric: str | None) 
             lower = any(w in key.lower() for w in ("loss", "error", "perplexity"))
             svg = plots.svg_text(plots.plot_pareto, pts, metric=key, higher_is_better=not lower)
             out.append("<h2>Accuracy versus energy</h2>")
-            out.append('<div class="figures">' + _figure_html(
-                f"{key} versus facility energy per run; the dashed line is the Pareto front (no "
-                "run is better on both).", svg) + "</div>")  # fmt: skip
+            out.append(
+                '<div class="figures">'
+                + _figure_html(
+                    f"{key} versus facility energy per run; the dashed line is the Pareto front "
+                    "(no run is better on both).",
+                    svg,
+                )
+                + "</div>"
+            )
     return out

@@ -122,15 +122,21 @@ def as_device_series(samples: Any) -> list[DeviceSeries]:
         for r, d in keys:
             m = (rank == r) & (dev == d)
             order = np.argsort(np.asarray(samples["t_s"])[m], kind="stable")
-            out.append(DeviceSeries(d, str(comp[m][0]), r,
-                                    np.asarray(samples["t_s"], dtype=np.float64)[m][order],
-                                    np.asarray(samples["energy_j"], dtype=np.float64)[m][order],
-                                    np.asarray(samples["power_w"], dtype=np.float64)[m][order]))  # fmt: skip
+            out.append(
+                DeviceSeries(
+                    d,
+                    str(comp[m][0]),
+                    r,
+                    np.asarray(samples["t_s"], dtype=np.float64)[m][order],
+                    np.asarray(samples["energy_j"], dtype=np.float64)[m][order],
+                    np.asarray(samples["power_w"], dtype=np.float64)[m][order],
+                )
+            )
         return out
     return list(samples)
 
 
-def _time_unit(span_s: float) -> tuple[float, str]:
+def time_unit(span_s: float) -> tuple[float, str]:
     if span_s > 2 * 3600:
         return 3600.0, "h"
     if span_s > 120:
@@ -138,7 +144,7 @@ def _time_unit(span_s: float) -> tuple[float, str]:
     return 1.0, "s"
 
 
-def _top_phases(phases: Sequence[Mapping[str, Any]]) -> list[tuple[str, float, float]]:
+def top_phases(phases: Sequence[Mapping[str, Any]]) -> list[tuple[str, float, float]]:
     """Depth-0 phase occurrences as (name, t0_s, t1_s)."""
     out = []
     for p in phases:
@@ -153,8 +159,9 @@ def _top_phases(phases: Sequence[Mapping[str, Any]]) -> list[tuple[str, float, f
     return out
 
 
-def _shade_phases(ax: Any, phases: Sequence[tuple[str, float, float]], start_s: float,
-                  scale: float) -> list[Any]:  # fmt: skip
+def _shade_phases(
+    ax: Any, phases: Sequence[tuple[str, float, float]], start_s: float, scale: float
+) -> list[Any]:
     """Phases as a hatched strip along the top of the axes (one hatch per phase name), with a
     faint line at each boundary: readable in grayscale without hiding the data."""
     from matplotlib.patches import Patch
@@ -170,11 +177,21 @@ def _shade_phases(ax: Any, phases: Sequence[tuple[str, float, float]], start_s: 
             if n != name:
                 continue
             x0, x1 = (t0 - start_s) / scale, (t1 - start_s) / scale
-            ax.axvspan(x0, x1, ymin=0.93, ymax=1.0, facecolor="white", edgecolor="0.35",
-                       hatch=hatch, linewidth=0.4, zorder=4)  # fmt: skip
+            ax.axvspan(
+                x0,
+                x1,
+                ymin=0.93,
+                ymax=1.0,
+                facecolor="white",
+                edgecolor="0.35",
+                hatch=hatch,
+                linewidth=0.4,
+                zorder=4,
+            )
             ax.axvline(x0, color="0.6", linewidth=0.5, linestyle=":", zorder=0)
-        handles.append(Patch(facecolor="white", edgecolor="0.35", hatch=hatch,
-                             label=f"phase: {name}"))  # fmt: skip
+        handles.append(
+            Patch(facecolor="white", edgecolor="0.35", hatch=hatch, label=f"phase: {name}")
+        )
     return handles
 
 
@@ -218,7 +235,7 @@ def plot_power(
         raise ConfigError("the run has no samples to plot; was it tracked with a meter?")
     t0 = start_s if start_s is not None else min(float(s.t_s[0]) for s in series)
     span = max(float(s.t_s[-1]) for s in series) - t0
-    scale, unit = _time_unit(span)
+    scale, unit = time_unit(span)
     reduced_note = ""
     with _figure() as fig:
         ax = fig.subplots()
@@ -227,16 +244,19 @@ def plot_power(
             env = envelope(s.t_s, s.power_w, buckets)
             x = (env.t_s - t0) / scale
             if env.reduced:
-                ax.fill_between(x, env.low, env.high, step="mid", color=style["color"],
-                                alpha=0.18, linewidth=0)  # fmt: skip
+                ax.fill_between(
+                    x, env.low, env.high, step="mid", color=style["color"], alpha=0.18, linewidth=0
+                )
                 ax.plot(x, env.mean, drawstyle="steps-mid", label=s.label, **style)
-                reduced_note = (f"\nmin–max envelope and mean per {env.bucket_s:.3g} s bucket "
-                                f"({sum(x.t_s.size for x in series):,} samples)")  # fmt: skip
+                reduced_note = (
+                    f"\nmin–max envelope and mean per {env.bucket_s:.3g} s bucket "
+                    f"({sum(x.t_s.size for x in series):,} samples)"
+                )
             else:
                 # power_w[k] is the mean over (t[k-1], t[k]]: a step ending at each point
                 ax.plot(x, env.mean, drawstyle="steps-pre", label=s.label, **style)
             ax.set_xlim(0, max(span / scale, 1e-9))
-        handles = _shade_phases(ax, _top_phases(phases), t0, scale)
+        handles = _shade_phases(ax, top_phases(phases), t0, scale)
         ax.set_ylim(0, ax.get_ylim()[1] * 1.1)  # headroom for the phase strip
         ax.set_xlabel(f"time since start ({unit})" + reduced_note)
         ax.set_ylabel("power (W)")
@@ -268,10 +288,11 @@ def plot_energy(
     t0 = start_s if start_s is not None else min(float(s.t_s[0]) for s in series)
     t_end = max(float(s.t_s[-1]) for s in series)
     span = t_end - t0
-    scale, unit = _time_unit(span)
+    scale, unit = time_unit(span)
     total_j = sum(float(s.energy_j[-1]) for s in series)
-    e_scale, e_unit = (3.6e6, "kWh") if total_j >= 3.6e5 else ((1e3, "kJ") if total_j >= 1e3
-                                                               else (1.0, "J"))  # fmt: skip
+    e_scale, e_unit = (
+        (3.6e6, "kWh") if total_j >= 3.6e5 else ((1e3, "kJ") if total_j >= 1e3 else (1.0, "J"))
+    )
     note = ""
     with _figure() as fig:
         ax = fig.subplots()
@@ -284,14 +305,24 @@ def plot_energy(
                 note = f"\n{max_points:,} of {n:,} points per device drawn (exact at each point)"
             else:
                 keep = np.arange(n)
-            ax.plot((s.t_s[keep] - t0) / scale, s.energy_j[keep] / e_scale, label=s.label,
-                    color=COLORS[(i + 1) % len(COLORS)],
-                    linestyle=LINESTYLES[(i + 1) % len(LINESTYLES)])  # fmt: skip
+            ax.plot(
+                (s.t_s[keep] - t0) / scale,
+                s.energy_j[keep] / e_scale,
+                label=s.label,
+                color=COLORS[(i + 1) % len(COLORS)],
+                linestyle=LINESTYLES[(i + 1) % len(LINESTYLES)],
+            )
             total += np.interp(grid, s.t_s, s.energy_j, left=0.0)
         if len(series) > 1:
-            ax.plot((grid - t0) / scale, total / e_scale, label="total", color=COLORS[0],
-                    linestyle="-", linewidth=2.0)  # fmt: skip
-        handles = _shade_phases(ax, _top_phases(phases), t0, scale)
+            ax.plot(
+                (grid - t0) / scale,
+                total / e_scale,
+                label="total",
+                color=COLORS[0],
+                linestyle="-",
+                linewidth=2.0,
+            )
+        handles = _shade_phases(ax, top_phases(phases), t0, scale)
         ax.set_xlim(0, max(span / scale, 1e-9))
         ax.set_ylim(0, ax.get_ylim()[1] * 1.1)
         ax.set_xlabel(f"time since start ({unit})" + note)
@@ -311,9 +342,12 @@ def _series_arrays(series: Any) -> tuple[Any, Any, float, str]:
     import numpy as np
 
     if hasattr(series, "g_per_kwh") and hasattr(series, "provenance"):
-        return (np.asarray(series.start_s, dtype=np.float64),
-                np.asarray(series.g_per_kwh, dtype=np.float64), float(series.step_s),
-                series.provenance.label())  # fmt: skip
+        return (
+            np.asarray(series.start_s, dtype=np.float64),
+            np.asarray(series.g_per_kwh, dtype=np.float64),
+            float(series.step_s),
+            series.provenance.label(),
+        )
     if not isinstance(series, Mapping) or "g_per_kwh" not in series:
         raise ConfigError("an intensity series needs start_s, step_s and g_per_kwh")
     values = np.asarray(series["g_per_kwh"], dtype=np.float64)
@@ -357,8 +391,9 @@ def plot_intensity(
 
     start, values, step, label = _series_arrays(series)
     if isinstance(provenance, Mapping):
-        label = " ".join(str(provenance[k]) for k in ("name", "zone", "kind", "period")
-                         if provenance.get(k))  # fmt: skip
+        label = " ".join(
+            str(provenance[k]) for k in ("name", "zone", "kind", "period") if provenance.get(k)
+        )
     elif provenance:
         label = str(provenance)
     edges = np.append(start, start[-1] + step)
@@ -366,21 +401,46 @@ def plot_intensity(
     hi = max(edges[-1], run_end_s if run_end_s is not None else edges[-1])
     with _figure() as fig:
         ax = fig.subplots()
-        ax.stairs(values, _dates(edges), color=COLORS[0], linewidth=1.4,
-                  label="grid intensity (step series)", baseline=None)  # fmt: skip
+        ax.stairs(
+            values,
+            _dates(edges),
+            color=COLORS[0],
+            linewidth=1.4,
+            label="grid intensity (step series)",
+            baseline=None,
+        )
         if run_start_s is not None and run_end_s is not None:
             d0, d1 = _dates([run_start_s, max(run_end_s, run_start_s + 1e-3)])
-            ax.axvspan(d0, d1, facecolor="none", edgecolor="0.4", hatch="//", linewidth=0,
-                       label="the run", zorder=0)  # fmt: skip
+            ax.axvspan(
+                d0,
+                d1,
+                facecolor="none",
+                edgecolor="0.4",
+                hatch="//",
+                linewidth=0,
+                label="the run",
+                zorder=0,
+            )
         if time_weighted_g_per_kwh is not None:
-            ax.axhline(time_weighted_g_per_kwh, color=COLORS[4], linestyle="--",
-                       label=f"run, time-weighted: {time_weighted_g_per_kwh:.4g} g/kWh")  # fmt: skip
+            ax.axhline(
+                time_weighted_g_per_kwh,
+                color=COLORS[4],
+                linestyle="--",
+                label=f"run, time-weighted: {time_weighted_g_per_kwh:.4g} g/kWh",
+            )
         if annual_g_per_kwh is not None:
-            ax.axhline(annual_g_per_kwh, color=COLORS[2], linestyle=":", linewidth=1.6,
-                       label=f"annual average: {annual_g_per_kwh:.4g} g/kWh")  # fmt: skip
+            ax.axhline(
+                annual_g_per_kwh,
+                color=COLORS[2],
+                linestyle=":",
+                linewidth=1.6,
+                label=f"annual average: {annual_g_per_kwh:.4g} g/kWh",
+            )
         ax.set_xlim(*_dates([lo, hi]))
-        ymax = max([float(np.nanmax(values))] + [v for v in (time_weighted_g_per_kwh,
-                                                               annual_g_per_kwh) if v])  # fmt: skip
+        ymax = max(
+            [float(np.nanmax(values))]
+            + [v for v in (time_weighted_g_per_kwh, annual_g_per_kwh) if v]
+        )
         ax.set_ylim(0, ymax * 1.15 if ymax > 0 else 1.0)
         _date_axis(ax)
         ax.set_xlabel("time (UTC)")
@@ -405,9 +465,10 @@ def _minor_label(value: float, _pos: int) -> str:
 
 def pareto_front(points: Sequence[tuple[float, float]], higher_is_better: bool = True) -> list[int]:
     """Indices of the points no other point beats on both energy (lower) and metric, by energy."""
-    order = sorted(range(len(points)), key=lambda i: (points[i][0],
-                                                       -points[i][1] if higher_is_better
-                                                       else points[i][1]))  # fmt: skip
+    order = sorted(
+        range(len(points)),
+        key=lambda i: (points[i][0], -points[i][1] if higher_is_better else points[i][1]),
+    )
     front, best = [], -math.inf
     for i in order:
         m = points[i][1] if higher_is_better else -points[i][1]
@@ -448,15 +509,29 @@ def plot_pareto(
         fin = [i for i, p in enumerate(pts) if p.get("final")]
         rest = [i for i, p in enumerate(pts) if not p.get("final")]
         if rest:
-            ax.scatter([xy[i][0] for i in rest], [xy[i][1] for i in rest], marker="o",
-                       facecolors="none", edgecolors=COLORS[2], label="development runs")  # fmt: skip
+            ax.scatter(
+                [xy[i][0] for i in rest],
+                [xy[i][1] for i in rest],
+                marker="o",
+                facecolors="none",
+                edgecolors=COLORS[2],
+                label="development runs",
+            )
         if fin:
-            ax.scatter([xy[i][0] for i in fin], [xy[i][1] for i in fin], marker="*", s=110,
-                       color=COLORS[0], label="final runs", zorder=3)  # fmt: skip
+            ax.scatter(
+                [xy[i][0] for i in fin],
+                [xy[i][1] for i in fin],
+                marker="*",
+                s=110,
+                color=COLORS[0],
+                label="final runs",
+                zorder=3,
+            )
         fx = [xy[i][0] for i in front]
         fy = [xy[i][1] for i in front]
-        ax.plot(fx, fy, drawstyle="steps-post", linestyle="--", color=COLORS[4],
-                label="Pareto front")  # fmt: skip
+        ax.plot(
+            fx, fy, drawstyle="steps-post", linestyle="--", color=COLORS[4], label="Pareto front"
+        )
         ax.set_xscale("log")
         plain = FuncFormatter(lambda v, _pos: f"{v:g}")
         ax.xaxis.set_major_formatter(plain)
@@ -471,8 +546,13 @@ def plot_pareto(
             if any(abs(px - qx) < 150 and abs(py - qy) < 22 for qx, qy in placed):
                 continue  # would overlap a label already drawn
             placed.append((px, py))
-            ax.annotate(str(pts[i].get("label", ""))[:24], xy[i], xytext=(5, 4),
-                        textcoords="offset points", fontsize=6.5)  # fmt: skip
+            ax.annotate(
+                str(pts[i].get("label", ""))[:24],
+                xy[i],
+                xytext=(5, 4),
+                textcoords="offset points",
+                fontsize=6.5,
+            )
         ax.set_xlabel("facility energy per run (kWh, log scale)")
         ax.set_ylabel(metric + ("" if higher_is_better else " (lower is better)"))
         ax.set_title(title or f"{metric} versus energy ({len(pts)} runs)")
@@ -492,8 +572,9 @@ def _plan_segments(plan: Any) -> list[tuple[float, float]]:
     return [(iso_to_s(s["start"]), iso_to_s(s["end"])) for s in d.get("segments") or []]  # type: ignore[misc]
 
 
-def plot_schedule(series: Any, plan: Any, target: Target, *, fmt: str | None = None,
-                  title: str | None = None) -> Target:  # fmt: skip
+def plot_schedule(
+    series: Any, plan: Any, target: Target, *, fmt: str | None = None, title: str | None = None
+) -> Target:
     """A plan's run segments (hatched) over the intensity series it was planned on.
 
     Args:
@@ -526,30 +607,61 @@ def plot_schedule(series: Any, plan: Any, target: Target, *, fmt: str | None = N
         idx = np.flatnonzero(keep)
         if idx.size:
             e = edges[idx[0] : idx[-1] + 2]
-            ax.stairs(values[idx[0] : idx[-1] + 1], _dates(e), color=COLORS[0], linewidth=1.4,
-                      label="intensity (g CO$_2$e/kWh)", baseline=None)  # fmt: skip
+            ax.stairs(
+                values[idx[0] : idx[-1] + 1],
+                _dates(e),
+                color=COLORS[0],
+                linewidth=1.4,
+                label="intensity (g CO$_2$e/kWh)",
+                baseline=None,
+            )
         strategy = str(d.get("strategy") or "plan").replace("_", " ")
         for k, (a, b) in enumerate(segs):
             da, db = _dates([a, b])
-            ax.axvspan(da, db, facecolor="none", edgecolor=COLORS[3], hatch="//", linewidth=0.8,
-                       label=f"planned run ({strategy})" if k == 0 else None, zorder=0)  # fmt: skip
+            ax.axvspan(
+                da,
+                db,
+                facecolor="none",
+                edgecolor=COLORS[3],
+                hatch="//",
+                linewidth=0.8,
+                label=f"planned run ({strategy})" if k == 0 else None,
+                zorder=0,
+            )
         if submitted is not None and d.get("duration_s"):
             da, db = _dates([submitted, submitted + float(d["duration_s"])])
-            ax.axvspan(da, db, facecolor="none", edgecolor=COLORS[1], hatch="..", linewidth=0.8,
-                       label="run now (for comparison)", zorder=0)  # fmt: skip
+            ax.axvspan(
+                da,
+                db,
+                facecolor="none",
+                edgecolor=COLORS[1],
+                hatch="..",
+                linewidth=0.8,
+                label="run now (for comparison)",
+                zorder=0,
+            )
         if submitted is not None:
-            ax.axvline(_dates([submitted])[0], color=COLORS[2], linestyle="-.",
-                       label="submitted")  # fmt: skip
+            ax.axvline(_dates([submitted])[0], color=COLORS[2], linestyle="-.", label="submitted")
         if deadline is not None:
-            ax.axvline(_dates([deadline])[0], color=COLORS[4], linestyle=":", linewidth=1.6,
-                       label="deadline")  # fmt: skip
+            ax.axvline(
+                _dates([deadline])[0],
+                color=COLORS[4],
+                linestyle=":",
+                linewidth=1.6,
+                label="deadline",
+            )
         ax.set_xlim(*_dates([lo, hi]))
         ax.set_ylim(bottom=0)
         _date_axis(ax)
         ax.set_xlabel("time (UTC)" + (f"\nintensity: {label}" if label else ""))
         ax.set_ylabel("carbon intensity (g CO$_2$e/kWh)")
         saving = d.get("saving_pct")
-        ax.set_title(title or (f"Schedule: {strategy}" + (
-            f", {saving:.1f} % less CO$_2$e than running now" if saving is not None else "")))  # fmt: skip
+        ax.set_title(
+            title
+            or (
+                f"Schedule: {strategy}"
+                + (f", {saving:.1f} % less CO$_2$e than running now" if saving is not None else "")
+            )
+        )
         _legend(fig, ax)
         return _save(fig, target, fmt)

@@ -3,8 +3,9 @@
 Green AI (Schwartz, Dodge, Smith & Etzioni, CACM 2020) asks every paper to report the cost of its
 results next to their accuracy — hardware, time, energy, emissions, FLOPs — for the final model
 *and* for the whole development, tuning included. :func:`build_report` turns run objects (the
-store's JSON contract) into that price tag; ``render_*`` print it as Markdown, LaTeX, JSON or CSV
-(HTML lives in :mod:`greentrack.report.html`).
+store's JSON contract) into that price tag; :func:`render` prints it as Markdown, JSON or CSV
+(:mod:`greentrack.report.formats`), LaTeX (:mod:`greentrack.report.latex`) or HTML
+(:mod:`greentrack.report.html`).
 
 Rules (all documented in the report's own method notes):
 
@@ -23,12 +24,9 @@ Rules (all documented in the report's own method notes):
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +38,9 @@ __all__ = [
     "build_report",
     "is_final",
     "make_report",
+    "method_notes",
     "price_tag",
     "render",
-    "render_csv",
-    "render_json",
-    "render_latex",
-    "render_markdown",
 ]
 
 J_PER_KWH = 3.6e6
@@ -53,8 +48,8 @@ REPORT_SCHEMA = "greentrack.report/1"
 FORMATS = ("markdown", "latex", "html", "json", "csv")
 FINAL_VALUES = ("true", "1", "yes")
 NA = "n/a"
-_COMPONENT_NAMES = {"gpu": "GPU", "cpu": "CPU", "dram": "DRAM", "ram": "RAM"}
-_METHOD_TEXT = {
+COMPONENT_NAMES = {"gpu": "GPU", "cpu": "CPU", "dram": "DRAM", "ram": "RAM"}
+METHOD_TEXT = {
     "counter": "the device's cumulative energy counter",
     "sampled": "sampled power integrated over time",
     "estimated": "a power model (no meter)",
@@ -118,8 +113,9 @@ def price_tag(run: Mapping[str, Any], *, final: bool = False) -> dict[str, Any]:
     for e in by_comp.values():
         e["methods"].sort()
     order = {"gpu": 0, "cpu": 1, "dram": 2, "ram": 3}
-    energy_by_component = sorted(by_comp.values(), key=lambda e: (order.get(e["component"], 9),
-                                                                   e["component"]))  # fmt: skip
+    energy_by_component = sorted(
+        by_comp.values(), key=lambda e: (order.get(e["component"], 9), e["component"])
+    )
     n_gpu = sum(gpus.values())
     duration_s = float(run.get("duration_s") or 0.0)
     if n_gpu:
@@ -149,8 +145,10 @@ def price_tag(run: Mapping[str, Any], *, final: bool = False) -> dict[str, Any]:
             if annual is not None and facility_kwh > 0
             else None,
         }
-    hosts = sorted({p.get("host") or "?" for p in run.get("processes") or []} or
-                   ({run["host"]} if run.get("host") else set()))  # fmt: skip
+    hosts = sorted(
+        {p.get("host") or "?" for p in run.get("processes") or []}
+        or ({run["host"]} if run.get("host") else set())
+    )
     return {
         "final": final,
         "hardware": {
@@ -196,13 +194,14 @@ def _sum_known(values: Iterable[float | None]) -> float | None:
     return sum(known) if known else None
 
 
-def _aggregate(tags: Sequence[dict[str, Any]], price: float | None) -> dict[str, Any]:
+def aggregate(tags: Sequence[dict[str, Any]], price: float | None) -> dict[str, Any]:
     """Totals over price tags: energies, time, emissions, FLOPs, hardware, sources."""
     comps: dict[str, dict[str, Any]] = {}
     for t in tags:
         for c in t["energy_by_component"]:
-            e = comps.setdefault(c["component"], {"component": c["component"], "energy_kwh": 0.0,
-                                                  "methods": []})  # fmt: skip
+            e = comps.setdefault(
+                c["component"], {"component": c["component"], "energy_kwh": 0.0, "methods": []}
+            )
             e["energy_kwh"] += c["energy_kwh"]
             e["methods"] = sorted(set(e["methods"]) | set(c["methods"]))
     order = {"gpu": 0, "cpu": 1, "dram": 2, "ram": 3}
@@ -232,7 +231,7 @@ def _aggregate(tags: Sequence[dict[str, Any]], price: float | None) -> dict[str,
         "device_kinds": kinds,
         "energy_by_component": sorted(
             comps.values(), key=lambda e: (order.get(e["component"], 9), e["component"])
-        ),  # fmt: skip
+        ),
         "energy_kwh": sum(t["energy_kwh"] for t in tags),
         "pue": sorted({t["pue"] for t in tags}),
         "facility_energy_kwh": facility,
@@ -253,7 +252,7 @@ def _aggregate(tags: Sequence[dict[str, Any]], price: float | None) -> dict[str,
         "gpus": [{"model": m, "count": n} for m, n in sorted(gpus.items())],
         "cpu_models": sorted(
             {t["hardware"]["cpu_model"] for t in tags if t["hardware"]["cpu_model"]}
-        ),  # fmt: skip
+        ),
         "cpu_packages": max((t["hardware"]["cpu_packages"] for t in tags), default=0),
         "cost": None if price is None else facility * price,
     }
@@ -303,7 +302,7 @@ def _groups(runs: Sequence[dict[str, Any]], seed_keys: Sequence[str]) -> list[di
                 "seeds": [
                     next((m["params"][k] for k in seed_keys if k in m["params"]), None)
                     for m in members
-                ],  # fmt: skip
+                ],
                 "run_ids": [m["id"] for m in members],
                 "n": len(members),
                 "energy_kwh": _mean_std([t["energy_kwh"] for t in tags]),
@@ -352,14 +351,14 @@ def build_report(
             obj["pricetag"]["cost"] = obj["pricetag"]["facility_energy_kwh"] * price_per_kwh
         objs.append(obj)
     tags = [o["pricetag"] for o in objs]
-    totals = _aggregate(tags, price_per_kwh)
+    totals = aggregate(tags, price_per_kwh)
     finals = [o for o in objs if o["pricetag"]["final"]]
     tuning = [o for o in objs if not o["pricetag"]["final"]]
     final_part = tuning_part = None
     if finals:
-        final_part = _aggregate([o["pricetag"] for o in finals], price_per_kwh)
+        final_part = aggregate([o["pricetag"] for o in finals], price_per_kwh)
         final_part["run_ids"] = [o["id"] for o in finals]
-        tuning_part = _aggregate([o["pricetag"] for o in tuning], price_per_kwh)
+        tuning_part = aggregate([o["pricetag"] for o in tuning], price_per_kwh)
         tuning_part["run_ids"] = [o["id"] for o in tuning]
         for part in (final_part, tuning_part):
             part["share_energy_pct"] = (
@@ -413,7 +412,7 @@ def method_notes(report: Mapping[str, Any]) -> list[str]:
     notes = []
     methods = sorted({m for t in tags for c in t["energy_by_component"] for m in c["methods"]})
     per = "; ".join(
-        f"{_COMPONENT_NAMES.get(c['component'], c['component'])}: {', '.join(c['methods'])}"
+        f"{COMPONENT_NAMES.get(c['component'], c['component'])}: {', '.join(c['methods'])}"
         for c in totals["energy_by_component"]
     )
     notes.append(
@@ -421,7 +420,7 @@ def method_notes(report: Mapping[str, Any]) -> list[str]:
         "baseline to final read), per component"
         + (f" ({per})" if per else "")
         + ". Methods: "
-        + "; ".join(f"{m} = {_METHOD_TEXT.get(m, m)}" for m in methods)
+        + "; ".join(f"{m} = {METHOD_TEXT.get(m, m)}" for m in methods)
         + "."
         if methods
         else "Energy: no component was measured (0 kWh)."
@@ -468,7 +467,7 @@ def method_notes(report: Mapping[str, Any]) -> list[str]:
                 f" {totals['runs_without_flops']} run(s) logged none."
                 if totals["runs_without_flops"] and totals["flops"] is not None
                 else ""
-            )  # fmt: skip
+            )
         )
     if totals["params_total"] is not None or any(t["params_total"] is not None for t in tags):
         notes.append("Parameters are the run parameter params_total as logged by the run.")
@@ -503,510 +502,24 @@ def method_notes(report: Mapping[str, Any]) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------
-# The table model shared by the human formats
+# Rendering
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Row:
-    """One row of the price-tag table: label, one value per column, how it was obtained."""
-
-    label: str
-    values: list[Any]
-    how: str
-    kind: str = "num"  # num | text | int | pct | stat | dur
-    unit: str = ""
-    digits: int = 3
-    extras: dict[str, Any] = field(default_factory=dict)
-
-
-def _columns(report: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    if len(report["runs"]) == 1:
-        return [("Value", report["totals"])]
-    if report["final"]:
-        return [
-            ("Final", report["final"]),
-            ("Tuning", report["tuning"]),
-            ("All runs", report["totals"]),
-        ]
-    return [("All runs", report["totals"])]
-
-
-def _hardware(agg: Mapping[str, Any]) -> str:
-    parts = [f"{g['count']} x {g['model']}" for g in agg["gpus"]]
-    for m in agg["cpu_models"]:
-        n = agg["cpu_packages"]
-        parts.append(f"{m}" + (f" ({n} packages)" if n > 1 else ""))
-    return "; ".join(parts) or NA
-
-
-def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[Row]]:
-    """Column names and rows of the price-tag table."""
-    cols = _columns(report)
-    aggs = [a for _, a in cols]
-    rows: list[Row] = []
-    if len(report["runs"]) > 1:
-        rows.append(Row("Runs", [a["runs"] for a in aggs], "runs in the report", kind="int"))
-    rows.append(Row("Hardware", [_hardware(a) for a in aggs], "run metadata (CPU model name; "
-                    "GPU names from the meters)", kind="text"))  # fmt: skip
-    rows.append(Row("Wall time", [a["duration_s"] for a in aggs],
-                    "wall clock, meter baseline to final read", kind="dur"))  # fmt: skip
-    kinds = sorted({k for a in aggs for k in a["device_kinds"]})
-    unit = {"gpu": "GPU-h", "cpu": "CPU-h"}.get(kinds[0], "device-h") if len(kinds) == 1 else (
-        "device-h")  # fmt: skip
-    rows.append(Row("Device-hours", [a["device_hours"] for a in aggs],
-                    "wall time x devices (GPUs, else CPU packages)", unit=unit))  # fmt: skip
-    comp_names = [c["component"] for c in report["totals"]["energy_by_component"]]
-    for comp in comp_names:
-        vals, methods = [], []
-        for a in aggs:
-            c = next((c for c in a["energy_by_component"] if c["component"] == comp), None)
-            vals.append(c["energy_kwh"] if c else None)
-            if c:
-                methods += [m for m in c["methods"] if m not in methods]
-        rows.append(Row(f"Energy, {_COMPONENT_NAMES.get(comp, comp)}", vals,
-                        "method: " + ", ".join(sorted(methods)), unit="kWh"))  # fmt: skip
-    rows.append(Row("Energy, devices", [a["energy_kwh"] for a in aggs], "sum of the components",
-                    unit="kWh"))  # fmt: skip
-    rows.append(Row("PUE", [", ".join(f"{p:g}" for p in a["pue"]) or NA for a in aggs],
-                    "configured facility overhead (GREENTRACK_PUE)", kind="text"))  # fmt: skip
-    rows.append(Row("Energy, facility", [a["facility_energy_kwh"] for a in aggs],
-                    "device energy x PUE", unit="kWh"))  # fmt: skip
-    regions = sorted({r["region"] for r in report["runs"] if r.get("region")})
-    rows.append(Row("Region", [", ".join(regions) or NA] + [""] * (len(aggs) - 1),
-                    "grid zone of the run", kind="text"))  # fmt: skip
-    srcs = "; ".join(report["totals"]["intensity_sources"]) or "no intensity data"
-    rows.append(Row("Carbon intensity, time-weighted", [a["time_weighted_g_per_kwh"] for a in aggs],
-                    f"{srcs}; CO2e / facility energy", unit="g/kWh"))  # fmt: skip
-    rows.append(Row("Carbon intensity, annual average",
-                    [a["annual_average_g_per_kwh"] for a in aggs],
-                    "static annual average of the zone", unit="g/kWh"))  # fmt: skip
-    rows.append(Row("CO2e, time-weighted", [a["co2e_g"] for a in aggs],
-                    "Σ interval energy x interval intensity", unit="g"))  # fmt: skip
-    rows.append(Row("CO2e, annual average", [a["co2e_g_annual_average"] for a in aggs],
-                    "facility energy x annual average", unit="g"))  # fmt: skip
-    if report["final"] and len(report["runs"]) > 1:
-        rows.append(Row("Share of facility energy", [a.get("share_energy_pct") for a in aggs[:2]]
-                        + [100.0], "part of all runs' facility energy", kind="pct"))  # fmt: skip
-        if report["totals"]["co2e_g"] is not None:
-            rows.append(Row("Share of CO2e", [a.get("share_co2e_pct") for a in aggs[:2]] + [100.0],
-                            "part of all runs' CO2e", kind="pct"))  # fmt: skip
-    if report["options"]["show_flops"]:
-        rows.append(Row("FLOPs", [a["flops"] for a in aggs], "logged by the run (log_flops)"))
-    if any(a["params_total"] is not None for a in aggs):
-        rows.append(Row("Parameters", [a["params_total"] for a in aggs],
-                        "param params_total logged by the run", kind="int"))  # fmt: skip
-    metric_keys = sorted({k for a in aggs for k in a["metrics"]})
-    for k in metric_keys:
-        stats = [a["metrics"].get(k) for a in aggs]
-        single = len(report["runs"]) == 1
-        rows.append(Row(k, stats, "last logged value" if single else
-                        "mean ± std over the runs (n)", kind="stat", digits=4))  # fmt: skip
-    price = report["options"]["price_per_kwh"]
-    if price is not None:
-        cur = report["options"]["currency"]
-        rows.append(Row("Electricity cost", [a["cost"] for a in aggs],
-                        f"facility energy x {price:g} {cur}/kWh (given)", unit=cur))  # fmt: skip
-    return [c for c, _ in cols], rows
-
-
-# --------------------------------------------------------------------------------------------
-# Number formatting
-# --------------------------------------------------------------------------------------------
-
-
-def fmt_num(x: float | None, sig: int = 3) -> str:
-    """A number with ``sig`` significant digits; e-notation for very large or small values."""
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return NA
-    x = float(x)
-    if x == 0:
-        return "0"
-    ax = abs(x)
-    if ax >= 1e7 or ax < 1e-3:
-        return f"{x:.{sig - 1}e}"
-    if ax >= 10 ** (sig - 1):
-        return f"{x:,.0f}"
-    decimals = max(0, sig - 1 - math.floor(math.log10(ax)))
-    return f"{x:.{decimals}f}"
-
-
-def fmt_int(x: float | None) -> str:
-    if x is None:
-        return NA
-    x = float(x)
-    if abs(x) >= 1e6:
-        return f"{x / 1e6:,.2f}M" if abs(x) < 1e9 else f"{x / 1e9:,.2f}G"
-    return f"{x:,.0f}"
-
-
-def fmt_duration(s: float | None) -> str:
-    if s is None:
-        return NA
-    if s >= 3600:
-        return f"{s / 3600:.2f} h"
-    if s >= 60:
-        return f"{s / 60:.1f} min"
-    return f"{s:.1f} s"
-
-
-def fmt_stat(st: Mapping[str, Any] | None, digits: int = 4) -> str:
-    if not st or st.get("mean") is None:
-        return NA
-    text = fmt_num(st["mean"], digits)
-    if st.get("std") is not None:
-        text += f" ± {fmt_num(st['std'], 2)} (n={st['n']})"
-    return text
-
-
-def _cell(row: Row, value: Any) -> str:
-    if row.kind == "text":
-        return str(value) if value not in (None, "") else ("" if value == "" else NA)
-    if row.kind == "int":
-        return fmt_int(value)
-    if row.kind == "pct":
-        return NA if value is None else f"{value:.1f} %"
-    if row.kind == "stat":
-        return fmt_stat(value, row.digits)
-    if row.kind == "dur":
-        return fmt_duration(value)
-    text = fmt_num(value, row.digits)
-    return text if text == NA or not row.unit else f"{text} {row.unit}"
-
-
-# --------------------------------------------------------------------------------------------
-# Markdown
-# --------------------------------------------------------------------------------------------
-
-
-def _md_escape(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str = "") -> str:
-    align = align or "l" * len(headers)
-    sep = ["---:" if a == "r" else "---" for a in align]
-    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(sep) + " |"]
-    lines += ["| " + " | ".join(_md_escape(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def summary_sentence(report: Mapping[str, Any]) -> str:
-    """One plain-text sentence: the final model (or all runs) and the whole development."""
-    t = report["totals"]
-    scope = report["final"] or t
-    what = "The final model" if report["final"] else (
-        "This run" if len(report["runs"]) == 1 else f"These {t['runs']} runs")  # fmt: skip
-    text = (
-        f"{what} took {fmt_duration(scope['duration_s'])} of wall time on "
-        f"{_hardware(scope)} ({fmt_num(scope['device_hours'])} device-hours) and used "
-        f"{fmt_num(scope['facility_energy_kwh'])} kWh"
-    )
-    if scope["co2e_g"] is not None:
-        text += f", emitting {fmt_num(scope['co2e_g'])} g CO2e (time-weighted)"
-    text += "."
-    if report["final"] and report["tuning"]["runs"]:
-        tu = report["tuning"]
-        text += (
-            f" The whole development ({t['runs']} runs) used {fmt_num(t['facility_energy_kwh'])} "
-            f"kWh"
-            + (f" and {fmt_num(t['co2e_g'])} g CO2e" if t["co2e_g"] is not None else "")
-            + f"; tuning took {fmt_num(tu['share_energy_pct'])} % of the energy."
-        )
-    return text
-
-
-def _runs_table(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]], str]:
-    metric_keys = sorted({k for r in report["runs"] for k in r["pricetag"]["metrics"]})
-    headers = ["Run", "Name", "Status", "Final", "Started (UTC)", "Wall time", "Energy (kWh)",
-               "Methods", "CO2e (g)", *metric_keys]  # fmt: skip
-    rows = []
-    for r in report["runs"]:
-        t = r["pricetag"]
-        methods = sorted({m for c in t["energy_by_component"] for m in c["methods"]})
-        rows.append([
-            r["id"][:8], r["name"], r["status"], "yes" if t["final"] else "",
-            (r.get("started_at") or "")[:19].replace("T", " "), fmt_duration(t["duration_s"]),
-            fmt_num(t["energy_kwh"]), ", ".join(methods) or NA, fmt_num(t["co2e_g"]),
-            *[fmt_num(t["metrics"].get(k), 4) for k in metric_keys],
-        ])  # fmt: skip
-    return headers, rows, "lllllrrlr" + "r" * len(metric_keys)
-
-
-def _groups_table(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]], str]:
-    metric_keys = sorted({k for g in report["groups"] for k in g["metrics"]})
-    headers = ["Group", "n", "Seeds", "Energy (kWh)", "CO2e (g)", "Wall time (s)", *metric_keys]
-    rows = []
-    for g in report["groups"]:
-        params = ", ".join(f"{k}={v}" for k, v in sorted(g["params"].items()))
-        rows.append([
-            f"{g['project']}/{g['name']}" + (f" ({params})" if params else ""), str(g["n"]),
-            ", ".join(str(s) for s in g["seeds"]), fmt_stat(g["energy_kwh"], 3),
-            fmt_stat(g["co2e_g"], 3), fmt_stat(g["duration_s"], 3),
-            *[fmt_stat(g["metrics"].get(k), 4) for k in metric_keys],
-        ])  # fmt: skip
-    return headers, rows, "lrlrrr" + "r" * len(metric_keys)
-
-
-def render_markdown(report: Mapping[str, Any]) -> str:
-    """The price tag as GitHub-flavoured Markdown."""
-    cols, rows = table_rows(report)
-    out = [f"# Price tag: {report['title']}", "", summary_sentence(report), ""]
-    out.append(_md_table(["Item", *cols, "How it was obtained"],
-                         [[r.label, *(_cell(r, v) for v in r.values), r.how] for r in rows],
-                         "l" + "r" * len(cols) + "l"))  # fmt: skip
-    if len(report["runs"]) > 1:
-        headers, body, align = _runs_table(report)
-        out += ["", "## Runs", "", _md_table(headers, body, align)]
-    if report["groups"]:
-        headers, body, align = _groups_table(report)
-        out += ["", "## Mean ± std over seeds", "", _md_table(headers, body, align)]
-    out += ["", "## Method notes", ""]
-    out += [f"{i}. {n}" for i, n in enumerate(report["method_notes"], 1)]
-    return "\n".join(out) + "\n"
-
-
-# --------------------------------------------------------------------------------------------
-# LaTeX
-# --------------------------------------------------------------------------------------------
-
-_TEX_SPECIAL = {
-    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-    "±": r"$\pm$", "Σ": r"$\Sigma$", "×": r"$\times$", "≥": r"$\geq$",
-}  # fmt: skip
-
-
-def tex_escape(text: Any) -> str:
-    """Plain text -> LaTeX (special characters escaped; CO2e typeset as CO$_2$e)."""
-    out = "".join(_TEX_SPECIAL.get(ch, ch) for ch in str(text))
-    return out.replace("CO2e", r"CO$_2$e").replace(" x ", r" $\times$ ")
-
-
-def _tex_num(text: str) -> str:
-    """``1.10e-05`` -> ``$1.10\\times10^{-5}$``; other text escaped."""
-    import re
-
-    m = re.fullmatch(r"(-?[\d.]+)e([+-])(\d+)(.*)", text)
-    if m:
-        exp = int(m.group(3)) * (-1 if m.group(2) == "-" else 1)
-        return f"${m.group(1)}\\times10^{{{exp}}}${tex_escape(m.group(4))}"
-    return tex_escape(text)
-
-
-BIB_KEYS = ("schwartz2020green", "dodge2022measuring", "strubell2019energy", "henderson2020towards")
-
-
-def bibtex() -> str:
-    """The BibTeX of the methodology the LaTeX statement cites."""
-    from importlib.resources import files
-
-    return files("greentrack.report").joinpath("templates/methodology.bib").read_text("utf-8")
-
-
-def render_latex(report: Mapping[str, Any], *, standalone: bool = False) -> str:
-    """A booktabs table, a one-paragraph statement with citations, and (standalone) a document.
-
-    The citations use the keys in :data:`BIB_KEYS`; :func:`bibtex` gives the entries (written
-    beside the ``.tex`` file by ``greentrack report --format latex -o FILE``).
-    """
-    cols, rows = table_rows(report)
-    lines = []
-    if standalone:
-        lines += [r"\documentclass{article}", r"\usepackage[T1]{fontenc}",
-                  r"\usepackage{booktabs}", r"\begin{document}", ""]  # fmt: skip
-    lines += [
-        "% Price tag (Schwartz et al. 2020, Green AI) generated by greentrack from its run store.",
-        "% Needs \\usepackage{booktabs}; cites " + ", ".join(BIB_KEYS) + ".",
-        r"\begin{table}[t]",
-        r"\centering",
-        r"\small",
-        r"\caption{Price tag of " + tex_escape(report["title"]) + r" \cite{schwartz2020green}.}",
-        r"\label{tab:pricetag}",
-        r"\begin{tabular}{l" + "r" * len(cols) + "}",
-        r"\toprule",
-        " & ".join(["Item", *(tex_escape(c) for c in cols)]) + r" \\",
-        r"\midrule",
-    ]
-    for r in rows:
-        unit = "h" if r.kind == "dur" else r.unit
-        label = tex_escape(r.label) + (f" ({tex_escape(unit)})" if unit else "")
-        if r.kind == "text" and len({v for v in r.values if v}) == 1 and len(cols) > 1:
-            value = next(v for v in r.values if v)  # the same for every column: say it once
-            lines.append(f"{label} & \\multicolumn{{{len(cols)}}}{{r}}{{{tex_escape(value)}}} \\\\")
-            continue
-        cells = []
-        for v in r.values:
-            if r.kind == "dur":
-                text = fmt_num(None if v is None else v / 3600.0)
-            else:
-                text = _cell(r, v)
-            if r.unit and text.endswith(" " + r.unit):
-                text = text[: -len(r.unit) - 1]
-            cells.append(_tex_num(text) if r.kind != "text" else tex_escape(text))
-        lines.append(" & ".join([label, *cells]) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", ""]
-    lines.append(r"\par\smallskip\footnotesize " + tex_escape(
-        " ".join(f"{r.label}: {r.how}." for r in rows if r.label.startswith(("Energy,", "Carbon")))
-    ))  # fmt: skip
-    lines += [r"\end{table}", "", _tex_statement(report), ""]
-    lines += ["% Method notes:"] + [f"% - {n}" for n in report["method_notes"]]
-    if standalone:
-        lines += ["", r"\bibliographystyle{plain}", r"\bibliography{greentrack}",
-                  r"\end{document}"]  # fmt: skip
-    return "\n".join(lines) + "\n"
-
-
-def _tex_statement(report: Mapping[str, Any]) -> str:
-    t = report["totals"]
-    scope = report["final"] or t
-    comps = "; ".join(
-        f"{_COMPONENT_NAMES.get(c['component'], c['component'])}: "
-        + ", ".join(_METHOD_TEXT.get(m, m) for m in c["methods"])
-        for c in scope["energy_by_component"]
-    )
-    who = "the final model" if report["final"] else (
-        "this run" if t["runs"] == 1 else f"these {t['runs']} runs")  # fmt: skip
-    parts = [
-        "Following the recommendation to report the computational cost of results "
-        r"\cite{schwartz2020green,henderson2020towards}, we measured the energy of our "
-        "experiments with greentrack.",
-        f" Training {who} took {fmt_duration(scope['duration_s'])} of wall time on "
-        f"{_hardware(scope)} ({fmt_num(scope['device_hours'])} device-hours) and consumed "
-        f"{fmt_num(scope['energy_kwh'])} kWh of device energy ({comps}), "
-        f"{fmt_num(scope['facility_energy_kwh'])} kWh at the facility "
-        f"(PUE {', '.join(f'{p:g}' for p in scope['pue'])}).",
-    ]
-    if scope["co2e_g"] is not None:
-        srcs = "; ".join(scope["intensity_sources"]) or "unknown source"
-        parts.append(
-            f" With the time-weighted carbon intensity of the grid ({srcs}) "
-            r"\cite{dodge2022measuring} this amounts to "
-            f"{_mass(scope['co2e_g'])} CO2e"
-            + (
-                f" ({_mass(scope['co2e_g_annual_average'])} at the annual average intensity)"
-                if scope["co2e_g_annual_average"] is not None
-                else ""
-            )  # fmt: skip
-            + "."
-        )
-    if scope["flops"] is not None and report["options"]["show_flops"]:
-        parts.append(f" It took {fmt_num(scope['flops'])} FLOPs (as logged).")
-    if report["final"] and report["tuning"]["runs"]:
-        tu = report["tuning"]
-        parts.append(
-            f" The whole development, {t['runs']} runs including hyper-parameter tuning "
-            r"\cite{strubell2019energy}, used "
-            f"{fmt_num(t['facility_energy_kwh'])} kWh"
-            + (f" and emitted {_mass(t['co2e_g'])} CO2e" if t["co2e_g"] is not None else "")
-            + f"; tuning accounted for {fmt_num(tu['share_energy_pct'])}% of the energy."
-        )
-    elif t["runs"] > 1 and not report["final"]:
-        parts.append(
-            f" All {t['runs']} runs together used {fmt_num(t['facility_energy_kwh'])} kWh"
-            r" \cite{strubell2019energy}."
-        )
-    if report["options"]["price_per_kwh"] is not None:
-        parts.append(
-            f" At {report['options']['price_per_kwh']:g} {report['options']['currency']}/kWh "
-            f"the electricity cost {fmt_num(t['cost'])} {report['options']['currency']}."
-        )
-    return "".join(tex_escape(p) if "\\cite" not in p else _tex_keep_cite(p) for p in parts)
-
-
-def _tex_keep_cite(text: str) -> str:
-    import re
-
-    pieces = re.split(r"(\\cite\{[^}]*\})", text)
-    return "".join(p if p.startswith("\\cite{") else tex_escape(p) for p in pieces)
-
-
-def _mass(g: float | None) -> str:
-    if g is None:
-        return NA
-    return f"{fmt_num(g / 1000)} kg" if g >= 1000 else f"{fmt_num(g)} g"
-
-
-# --------------------------------------------------------------------------------------------
-# JSON and CSV
-# --------------------------------------------------------------------------------------------
-
-
-def render_json(report: Mapping[str, Any]) -> str:
-    """The report as JSON (schema ``greentrack.report/1``, see the README)."""
-    return json.dumps(report, indent=2, default=str, ensure_ascii=False) + "\n"
-
-
-CSV_COLUMNS = [
-    "scope", "id", "project", "name", "status", "final", "started_at", "duration_s",
-    "device_hours", "hardware", "energy_kwh", "energy_gpu_kwh", "energy_cpu_kwh",
-    "energy_dram_kwh", "energy_ram_kwh", "methods", "pue", "facility_energy_kwh", "region",
-    "intensity_sources", "time_weighted_g_per_kwh", "annual_average_g_per_kwh", "co2e_g",
-    "co2e_g_annual_average", "flops", "params_total", "cost",
-]  # fmt: skip
-
-
-def render_csv(report: Mapping[str, Any]) -> str:
-    """One row per run (``scope=run``) then ``total``, ``final`` and ``tuning`` rows."""
-    metric_keys = sorted({k for r in report["runs"] for k in r["pricetag"]["metrics"]})
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS + [f"metric_{k}" for k in metric_keys])
-
-    def comp(parts: Sequence[Mapping[str, Any]], name: str) -> float | None:
-        c = next((c for c in parts if c["component"] == name), None)
-        return None if c is None else c["energy_kwh"]
-
-    def opt(x: Any) -> Any:
-        return "" if x is None else x
-
-    for r in report["runs"]:
-        t = r["pricetag"]
-        i = t["intensity"] or {}
-        hw = _hardware({"gpus": t["hardware"]["gpus"], "cpu_packages":
-                        t["hardware"]["cpu_packages"], "cpu_models":
-                        [t["hardware"]["cpu_model"]] if t["hardware"]["cpu_model"] else []})  # fmt: skip
-        src = " ".join(str(i[k]) for k in ("source", "zone", "kind", "period") if i.get(k))
-        w.writerow([
-            "run", r["id"], r["project"], r["name"], r["status"], t["final"], r["started_at"],
-            t["duration_s"], t["device_hours"], hw, t["energy_kwh"],
-            *(opt(comp(t["energy_by_component"], c)) for c in ("gpu", "cpu", "dram", "ram")),
-            ";".join(sorted({m for c in t["energy_by_component"] for m in c["methods"]})),
-            t["pue"], t["facility_energy_kwh"], opt(t["region"]), src,
-            opt(i.get("time_weighted_g_per_kwh")), opt(i.get("annual_average_g_per_kwh")),
-            opt(t["co2e_g"]), opt(t["co2e_g_annual_average"]), opt(t["flops"]),
-            opt(t["params_total"]), opt(t.get("cost")),
-            *(opt(t["metrics"].get(k)) for k in metric_keys),
-        ])  # fmt: skip
-    for scope in ("totals", "final", "tuning"):
-        a = report[scope]
-        if not a:
-            continue
-        w.writerow([
-            "total" if scope == "totals" else scope, "", "", "", "", "", "", a["duration_s"],
-            a["device_hours"], _hardware(a), a["energy_kwh"],
-            *(opt(comp(a["energy_by_component"], c)) for c in ("gpu", "cpu", "dram", "ram")),
-            ";".join(sorted({m for c in a["energy_by_component"] for m in c["methods"]})),
-            ";".join(f"{p:g}" for p in a["pue"]), a["facility_energy_kwh"], "",
-            "; ".join(a["intensity_sources"]), opt(a["time_weighted_g_per_kwh"]),
-            opt(a["annual_average_g_per_kwh"]), opt(a["co2e_g"]),
-            opt(a["co2e_g_annual_average"]), opt(a["flops"]), opt(a["params_total"]),
-            opt(a["cost"]),
-            *(opt((a["metrics"].get(k) or {}).get("mean")) for k in metric_keys),
-        ])  # fmt: skip
-    return buf.getvalue()
 
 
 def render(report: Mapping[str, Any], fmt: str, **options: Any) -> str:
     """Render ``report`` in one of :data:`FORMATS`."""
+    from greentrack.report import formats
+
     if fmt == "markdown":
-        return render_markdown(report)
+        return formats.render_markdown(report)
     if fmt == "latex":
+        from greentrack.report.latex import render_latex
+
         return render_latex(report, standalone=bool(options.get("standalone")))
     if fmt == "json":
-        return render_json(report)
+        return formats.render_json(report)
     if fmt == "csv":
-        return render_csv(report)
+        return formats.render_csv(report)
     if fmt == "html":
         from greentrack.report.html import render_html
 
@@ -1058,17 +571,24 @@ def make_report(
         raise ConfigError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
     with store(db_url) as conn:
         runs = load_runs(
-            conn, run_ids, project=project, tags=tags,
+            conn,
+            run_ids,
+            project=project,
+            tags=tags,
             since=parse_since(since) if since else None,
-        )  # fmt: skip
+        )
         final_ids = [resolve_run_id(conn, f) for f in final]
         missing = [f for f in final_ids if f not in {r["id"] for r in runs}]
         if missing:
             runs += load_runs(conn, missing)
         report = build_report(
-            runs, final=final_ids, seed_keys=seed_keys, price_per_kwh=price_per_kwh,
-            currency=currency, flops=flops,
-        )  # fmt: skip
+            runs,
+            final=final_ids,
+            seed_keys=seed_keys,
+            price_per_kwh=price_per_kwh,
+            currency=currency,
+            flops=flops,
+        )
     from greentrack.report.data import db_url as resolve_db
 
     text = render(report, fmt, standalone=standalone, db_url=resolve_db(db_url), plots=plots)
@@ -1080,6 +600,8 @@ def make_report(
         files.append(path)
         if fmt == "latex":
             bib = path.with_suffix(".bib") if not standalone else path.with_name("greentrack.bib")
+            from greentrack.report.latex import bibtex
+
             bib.write_text(bibtex(), encoding="utf-8")
             files.append(bib)
     return ReportOutput(text=text, files=files, report=report)

@@ -33,9 +33,23 @@ __all__ = ["DEFAULT_LATEST", "SiteResult", "build_site", "run_charts", "run_page
 
 DEFAULT_LATEST = 100
 """Runs that get their own page unless ``--all`` is given (the newest ones)."""
-INDEX_COLUMNS = ("id", "project", "name", "status", "started_at", "duration_s", "energy_kwh",
-                 "facility_energy_kwh", "co2e_g", "methods", "region", "final", "metrics",
-                 "tags", "page")  # fmt: skip
+INDEX_COLUMNS = (
+    "id",
+    "project",
+    "name",
+    "status",
+    "started_at",
+    "duration_s",
+    "energy_kwh",
+    "facility_energy_kwh",
+    "co2e_g",
+    "methods",
+    "region",
+    "final",
+    "metrics",
+    "tags",
+    "page",
+)
 
 
 @dataclass
@@ -54,12 +68,13 @@ def _hatch_index(names: list[str], name: str) -> int:
     return names.index(name)
 
 
-def run_charts(run: Mapping[str, Any], samples: Sequence[DeviceSeries], *,
-               buckets: int = 500) -> list[tuple[str, str]]:  # fmt: skip
+def run_charts(
+    run: Mapping[str, Any], samples: Sequence[DeviceSeries], *, buckets: int = 500
+) -> list[tuple[str, str]]:
     """(caption, SVG) of a run's power, cumulative energy and intensity charts."""
     import numpy as np
 
-    from greentrack.report.plots import _time_unit, _top_phases
+    from greentrack.report.plots import time_unit, top_phases
 
     out = []
     start = iso_to_s(run.get("started_at"))
@@ -68,39 +83,68 @@ def run_charts(run: Mapping[str, Any], samples: Sequence[DeviceSeries], *,
     if series:
         t0 = start if start is not None else min(float(s.t_s[0]) for s in series)
         span = max(float(s.t_s[-1]) for s in series) - t0
-        scale, unit = _time_unit(span)
+        scale, unit = time_unit(span)
         names: list[str] = []
-        bands = [Band((a - t0) / scale, (b - t0) / scale, f"phase: {n}",
-                      _hatch_index(names, n)) for n, a, b in _top_phases(run.get("phases") or [])]  # fmt: skip
+        bands = [
+            Band((a - t0) / scale, (b - t0) / scale, f"phase: {n}", _hatch_index(names, n))
+            for n, a, b in top_phases(run.get("phases") or [])
+        ]
         lines, note = [], ""
         for s in series:
             env = envelope(s.t_s, s.power_w, buckets)
             x = (env.t_s - t0) / scale
             if env.reduced:
                 lines.append(Line(s.label, x, env.mean, env.low, env.high))
-                note = (f"min–max band and mean per {env.bucket_s:.3g} s bucket "
-                        f"({sum(d.t_s.size for d in series):,} samples)")  # fmt: skip
+                note = (
+                    f"min–max band and mean per {env.bucket_s:.3g} s bucket "
+                    f"({sum(d.t_s.size for d in series):,} samples)"
+                )
             else:
                 lines.append(Line(s.label, x, s.power_w, step="pre"))
-        out.append(("Power per device (phases hatched along the top).",
-                    line_chart(lines, title="Power", x_label=f"time since start ({unit})",
-                               y_label="power (W)", bands=bands, uid=uid + "p", note=note)))  # fmt: skip
+        out.append(
+            (
+                "Power per device (phases hatched along the top).",
+                line_chart(
+                    lines,
+                    title="Power",
+                    x_label=f"time since start ({unit})",
+                    y_label="power (W)",
+                    bands=bands,
+                    uid=uid + "p",
+                    note=note,
+                ),
+            )
+        )
         lines = []
         total_j = sum(float(s.energy_j[-1]) for s in series)
-        e_scale, e_unit = (3.6e6, "kWh") if total_j >= 3.6e5 else (
-            (1e3, "kJ") if total_j >= 1e3 else (1.0, "J"))  # fmt: skip
+        e_scale, e_unit = (
+            (3.6e6, "kWh") if total_j >= 3.6e5 else ((1e3, "kJ") if total_j >= 1e3 else (1.0, "J"))
+        )
         grid = np.linspace(t0, t0 + span, 400) if span > 0 else np.array([t0])
         total = np.zeros_like(grid)
         for s in series:
-            keep = (np.unique(np.linspace(0, s.t_s.size - 1, 400).astype(np.int64))
-                    if s.t_s.size > 400 else np.arange(s.t_s.size))  # fmt: skip
+            keep = (
+                np.unique(np.linspace(0, s.t_s.size - 1, 400).astype(np.int64))
+                if s.t_s.size > 400
+                else np.arange(s.t_s.size)
+            )
             lines.append(Line(s.label, (s.t_s[keep] - t0) / scale, s.energy_j[keep] / e_scale))
             total += np.interp(grid, s.t_s, s.energy_j, left=0.0)
         if len(series) > 1:
             lines.insert(0, Line("total", (grid - t0) / scale, total / e_scale))
-        out.append(("Cumulative device energy.",
-                    line_chart(lines, title="Energy", x_label=f"time since start ({unit})",
-                               y_label=f"energy ({e_unit})", bands=bands, uid=uid + "e")))  # fmt: skip
+        out.append(
+            (
+                "Cumulative device energy.",
+                line_chart(
+                    lines,
+                    title="Energy",
+                    x_label=f"time since start ({unit})",
+                    y_label=f"energy ({e_unit})",
+                    bands=bands,
+                    uid=uid + "e",
+                ),
+            )
+        )
     ser = run.get("intensity_series") or {}
     values = ser.get("g_per_kwh") or []
     if values:
@@ -113,31 +157,45 @@ def run_charts(run: Mapping[str, Any], samples: Sequence[DeviceSeries], *,
         end = iso_to_s(run.get("ended_at"))
         if start is not None:
             lo, hi = min(lo, start), max(hi, end or start)
-        for key, label in (("time_weighted_g_per_kwh", "run, time-weighted"),
-                           ("annual_average_g_per_kwh", "annual average")):  # fmt: skip
+        for key, label in (
+            ("time_weighted_g_per_kwh", "run, time-weighted"),
+            ("annual_average_g_per_kwh", "annual average"),
+        ):
             if tag.get(key) is not None:
                 lines.append(Line(f"{label} {tag[key]:.4g}", [lo, hi], [tag[key]] * 2))
         bands = [Band(start, end, "the run", 0)] if start is not None and end else []
         ticks = time_ticks(lo, hi)
         src = run.get("intensity_source") or {}
         label = " ".join(str(src[k]) for k in ("name", "zone", "kind", "period") if src.get(k))
-        out.append((f"Grid carbon intensity ({label}).",
-                    line_chart(lines, title="Carbon intensity", x_label="time (UTC)",
-                               y_label="g CO2e/kWh", bands=bands, x_ticks=ticks,
-                               uid=uid + "i")))  # fmt: skip
+        out.append(
+            (
+                f"Grid carbon intensity ({label}).",
+                line_chart(
+                    lines,
+                    title="Carbon intensity",
+                    x_label="time (UTC)",
+                    y_label="g CO2e/kWh",
+                    bands=bands,
+                    x_ticks=ticks,
+                    uid=uid + "i",
+                ),
+            )
+        )
     return out
 
 
 def _kv_table(pairs: Sequence[tuple[str, Any]]) -> str:
-    rows = "".join(f"<tr><th scope='row'>{escape(str(k))}</th><td>{escape(str(v))}</td></tr>"
-                   for k, v in pairs)  # fmt: skip
+    rows = "".join(
+        f"<tr><th scope='row'>{escape(str(k))}</th><td>{escape(str(v))}</td></tr>" for k, v in pairs
+    )
     return f"<table class='kv'><tbody>{rows}</tbody></table>"
 
 
 def run_page(run: Mapping[str, Any], samples: Sequence[DeviceSeries]) -> str:
     """One run's page (self-contained HTML)."""
+    from greentrack.report.formats import fmt_duration, fmt_num, summary_sentence
     from greentrack.report.html import html_page, html_pricetag
-    from greentrack.report.pricetag import build_report, fmt_duration, fmt_num, summary_sentence
+    from greentrack.report.pricetag import build_report
 
     report = build_report([dict(run)])
     obj = report["runs"][0]
@@ -155,35 +213,60 @@ def run_page(run: Mapping[str, Any], samples: Sequence[DeviceSeries]) -> str:
     ]
     charts = run_charts(obj, samples)
     if charts:
-        body.append('<h2>Charts</h2><div class="figures">' + "".join(
-            f"<figure>{svg}<figcaption>{escape(c)}</figcaption></figure>" for c, svg in charts
-        ) + "</div>")  # fmt: skip
+        body.append(
+            '<h2>Charts</h2><div class="figures">'
+            + "".join(
+                f"<figure>{svg}<figcaption>{escape(c)}</figcaption></figure>" for c, svg in charts
+            )
+            + "</div>"
+        )
     if run.get("phase_totals"):
-        body.append("<h2>Phases</h2><table><thead><tr><th>Phase</th><th class='num'>Count</th>"
-                    "<th class='num'>Time</th><th class='num'>Energy (kWh)</th>"
-                    "<th class='num'>CO2e (g)</th></tr></thead><tbody>")  # fmt: skip
+        body.append(
+            "<h2>Phases</h2><table><thead><tr><th>Phase</th><th class='num'>Count</th>"
+            "<th class='num'>Time</th><th class='num'>Energy (kWh)</th>"
+            "<th class='num'>CO2e (g)</th></tr></thead><tbody>"
+        )
         for p in run["phase_totals"]:
-            body.append(f"<tr><td>{escape(p['name'])}</td><td class='num'>{p['count']}</td>"
-                        f"<td class='num'>{fmt_duration(p['duration_s'])}</td>"
-                        f"<td class='num'>{fmt_num((p['energy_j'] or 0) / 3.6e6)}</td>"
-                        f"<td class='num'>{fmt_num(p['co2e_g'])}</td></tr>")  # fmt: skip
+            body.append(
+                f"<tr><td>{escape(p['name'])}</td><td class='num'>{p['count']}</td>"
+                f"<td class='num'>{fmt_duration(p['duration_s'])}</td>"
+                f"<td class='num'>{fmt_num((p['energy_j'] or 0) / 3.6e6)}</td>"
+                f"<td class='num'>{fmt_num(p['co2e_g'])}</td></tr>"
+            )
         body.append("</tbody></table>")
-    for title, mapping in (("Metrics (last value)", run.get("metrics")),
-                           ("Parameters", run.get("params")), ("Tags", run.get("tags"))):  # fmt: skip
+    for title, mapping in (
+        ("Metrics (last value)", run.get("metrics")),
+        ("Parameters", run.get("params")),
+        ("Tags", run.get("tags")),
+    ):
         if mapping:
-            pairs = [(k, f"{v:.6g}" if isinstance(v, float) else v) for k, v in
-                     sorted(mapping.items())]  # fmt: skip
+            pairs = [
+                (k, f"{v:.6g}" if isinstance(v, float) else v) for k, v in sorted(mapping.items())
+            ]
             body += [f"<h2>{title}</h2>", _kv_table(pairs)]
-    comps = [(f"{c['device']} (rank {c['rank']}, {c['host']})", f"{fmt_num(c['energy_j'] / 3.6e6)}"
-              f" kWh [{c['method']}]") for c in run.get("components") or []]  # fmt: skip
+    comps = [
+        (
+            f"{c['device']} (rank {c['rank']}, {c['host']})",
+            f"{fmt_num(c['energy_j'] / 3.6e6)} kWh [{c['method']}]",
+        )
+        for c in run.get("components") or []
+    ]
     if comps:
         body += ["<h2>Devices</h2>", _kv_table(comps)]
     if run.get("events"):
-        body.append("<h2>Events</h2><ul>" + "".join(
-            f"<li>{escape(e['level'])}: [{escape(e['source'])}] {escape(e['message'])}</li>"
-            for e in run["events"]) + "</ul>")  # fmt: skip
-    body.append("<h2>Method notes</h2><ol class='notes'>"
-                + "".join(f"<li>{escape(n)}</li>" for n in report["method_notes"]) + "</ol>")  # fmt: skip
+        body.append(
+            "<h2>Events</h2><ul>"
+            + "".join(
+                f"<li>{escape(e['level'])}: [{escape(e['source'])}] {escape(e['message'])}</li>"
+                for e in run["events"]
+            )
+            + "</ul>"
+        )
+    body.append(
+        "<h2>Method notes</h2><ol class='notes'>"
+        + "".join(f"<li>{escape(n)}</li>" for n in report["method_notes"])
+        + "</ol>"
+    )
     body.append("</main>")
     return html_page(f"{run['project']} / {run['name']} ({run['id'][:8]})", "\n".join(body))
 
@@ -198,20 +281,28 @@ def _index_row(o: Mapping[str, Any], pages: set[str]) -> list[Any]:
     def r(x: Any, nd: int = 6) -> Any:
         return None if x is None else round(float(x), nd)
 
-    return [o["id"], o["project"], o["name"], o["status"], o.get("started_at"),
-            r(o.get("duration_s"), 3), r(o.get("energy_kwh"), 9),
-            r(o.get("facility_energy_kwh"), 9), r(o.get("co2e_g"), 6), methods,
-            o.get("region"), 1 if is_final(o) else 0, metrics, tags,
-            1 if o["id"] in pages else 0]  # fmt: skip
+    return [
+        o["id"],
+        o["project"],
+        o["name"],
+        o["status"],
+        o.get("started_at"),
+        r(o.get("duration_s"), 3),
+        r(o.get("energy_kwh"), 9),
+        r(o.get("facility_energy_kwh"), 9),
+        r(o.get("co2e_g"), 6),
+        methods,
+        o.get("region"),
+        1 if is_final(o) else 0,
+        metrics,
+        tags,
+        1 if o["id"] in pages else 0,
+    ]
 
 
 def _projects_table(runs: Sequence[Mapping[str, Any]]) -> str:
-    from greentrack.report.pricetag import (
-        _aggregate,
-        fmt_num,
-        is_final,
-        price_tag,
-    )
+    from greentrack.report.formats import fmt_num
+    from greentrack.report.pricetag import aggregate, is_final, price_tag
 
     by: dict[str, list[dict[str, Any]]] = {}
     for o in runs:
@@ -219,12 +310,13 @@ def _projects_table(runs: Sequence[Mapping[str, Any]]) -> str:
     rows = []
     for project in sorted(by):
         tags = by[project]
-        total = _aggregate(tags, None)
+        total = aggregate(tags, None)
         finals = [t for t in tags if t["final"]]
         share = None
         if finals and total["facility_energy_kwh"] > 0:
-            share = 100.0 * (1 - sum(t["facility_energy_kwh"] for t in finals)
-                             / total["facility_energy_kwh"])  # fmt: skip
+            share = 100.0 * (
+                1 - sum(t["facility_energy_kwh"] for t in finals) / total["facility_energy_kwh"]
+            )
         rows.append(
             f"<tr><td>{escape(project)}</td><td class='num'>{total['runs']}</td>"
             f"<td class='num'>{len(finals)}</td>"
@@ -234,20 +326,23 @@ def _projects_table(runs: Sequence[Mapping[str, Any]]) -> str:
             f"<td class='num'>{fmt_num(total['co2e_g'])}</td>"
             f"<td class='num'>{'n/a' if share is None else f'{share:.1f} %'}</td></tr>"
         )
-    return ("<table class='projects'><thead><tr><th>Project</th><th class='num'>Runs</th>"
-            "<th class='num'>Final</th><th class='num'>Wall time (h)</th>"
-            "<th class='num'>Device-hours</th><th class='num'>Facility energy (kWh)</th>"
-            "<th class='num'>CO2e (g, time-weighted)</th><th class='num'>Tuning share</th>"
-            f"</tr></thead><tbody>{''.join(rows)}</tbody></table>")  # fmt: skip
+    return (
+        "<table class='projects'><thead><tr><th>Project</th><th class='num'>Runs</th>"
+        "<th class='num'>Final</th><th class='num'>Wall time (h)</th>"
+        "<th class='num'>Device-hours</th><th class='num'>Facility energy (kWh)</th>"
+        "<th class='num'>CO2e (g, time-weighted)</th><th class='num'>Tuning share</th>"
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
-def index_page(runs: Sequence[Mapping[str, Any]], pages: set[str], *, title: str,
-               latest: int | None) -> str:  # fmt: skip
+def index_page(
+    runs: Sequence[Mapping[str, Any]], pages: set[str], *, title: str, latest: int | None
+) -> str:
     """The index: totals, projects, and the runs table (JSON blob + inline JS)."""
     from importlib.resources import files
 
+    from greentrack.report.formats import fmt_num
     from greentrack.report.html import html_page
-    from greentrack.report.pricetag import fmt_num
 
     energy = sum(o.get("facility_energy_kwh") or 0.0 for o in runs)
     co2e = sum(o.get("co2e_g") or 0.0 for o in runs)
@@ -257,14 +352,19 @@ def index_page(runs: Sequence[Mapping[str, Any]], pages: set[str], *, title: str
     projects = sorted({o["project"] for o in runs})
     statuses = sorted({o["status"] for o in runs})
     options = lambda xs: "".join(f"<option>{escape(x)}</option>" for x in xs)  # noqa: E731
-    pages_note = (f"Runs with a link have their own page (the latest {latest}; build with --all "
-                  "for every run)." if latest is not None else "Every run has its own page.")  # fmt: skip
+    pages_note = (
+        f"Runs with a link have their own page (the latest {latest}; build with --all "
+        "for every run)."
+        if latest is not None
+        else "Every run has its own page."
+    )
     body = f"""<main>
 <h1>{escape(title)}</h1>
 <div class="cards">
 <div class="card"><div class="v" id="n-runs">{len(runs):,}</div><div class="k">runs</div></div>
 <div class="card"><div class="v">{len(projects):,}</div><div class="k">projects</div></div>
-<div class="card"><div class="v">{fmt_num(energy)} kWh</div><div class="k">facility energy</div></div>
+<div class="card"><div class="v">{fmt_num(energy)} kWh</div>
+<div class="k">facility energy</div></div>
 <div class="card"><div class="v">{fmt_num(co2e)} g</div><div class="k">CO2e, time-weighted
 ({n_co2e:,} runs with intensity data)</div></div>
 </div>
@@ -274,8 +374,10 @@ def index_page(runs: Sequence[Mapping[str, Any]], pages: set[str], *, title: str
 <div class="controls">
 <input id="filter" type="search" placeholder="filter: id, name, project, tag, metric…"
  aria-label="filter runs">
-<select id="project" aria-label="project"><option value="">all projects</option>{options(projects)}</select>
-<select id="status" aria-label="status"><option value="">any status</option>{options(statuses)}</select>
+<select id="project" aria-label="project"><option value="">all projects</option>
+{options(projects)}</select>
+<select id="status" aria-label="status"><option value="">any status</option>
+{options(statuses)}</select>
 <span id="count" class="muted"></span>
 </div>
 <p class="muted">{escape(pages_note)} Click a column to sort. Energy is facility energy (device
@@ -287,7 +389,8 @@ energy × PUE); CO2e is time-weighted; methods: counter, sampled, estimated.</p>
 <th class="sortable num" data-key="duration_s">Wall time (s)</th>
 <th class="sortable num" data-key="facility_energy_kwh">Energy (kWh)</th>
 <th class="sortable num" data-key="co2e_g">CO2e (g)</th>
-<th class="sortable" data-key="methods">Methods</th><th class="sortable" data-key="region">Region</th>
+<th class="sortable" data-key="methods">Methods</th>
+<th class="sortable" data-key="region">Region</th>
 <th class="sortable" data-key="metrics">Metrics</th>
 </tr></thead><tbody></tbody></table>
 <script id="runs-data" type="application/json">{blob}</script>
@@ -312,7 +415,7 @@ def build_site(
         latest: runs (newest first) that get their own page; ignored with ``all_pages``.
         all_pages: a page for every run.
     """
-    from greentrack.report.data import _add_detail, load_samples, store
+    from greentrack.report.data import add_detail, load_samples, store
     from greentrack.store import queries
 
     t_start = time.perf_counter()
@@ -322,7 +425,7 @@ def build_site(
         rows = queries.list_runs(conn, project=project, limit=None)
         runs = queries.run_objects(conn, rows)
         chosen = runs if all_pages else runs[: max(0, latest)]
-        _add_detail(conn, chosen)
+        add_detail(conn, chosen)
         pages: set[str] = set()
         for o in chosen:
             samples = load_samples(conn, o["id"])
@@ -330,9 +433,14 @@ def build_site(
             pages.add(o["id"])
     index = out / "index.html"
     index.write_text(
-        index_page(runs, pages, title=title + (f": {project}" if project else ""),
-                   latest=None if all_pages else latest),
+        index_page(
+            runs,
+            pages,
+            title=title + (f": {project}" if project else ""),
+            latest=None if all_pages else latest,
+        ),
         "utf-8",
-    )  # fmt: skip
-    return SiteResult(index=index, runs=len(runs), pages=len(pages),
-                      seconds=time.perf_counter() - t_start)  # fmt: skip
+    )
+    return SiteResult(
+        index=index, runs=len(runs), pages=len(pages), seconds=time.perf_counter() - t_start
+    )

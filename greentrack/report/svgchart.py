@@ -139,8 +139,14 @@ def line_chart(
     bottom = 40 + 16 * legend_rows + (14 if note else 0)
     pw, ph = width - left - right, height - top - bottom
     xs_all = [float(v) for ln in lines for v in ln.x]
-    ys_all = [float(v) for ln in lines for arr in (ln.y, ln.high, ln.low) if arr is not None
-              for v in arr if v == v]  # fmt: skip
+    ys_all = [
+        float(v)
+        for ln in lines
+        for arr in (ln.y, ln.high, ln.low)
+        if arr is not None
+        for v in arr
+        if v == v
+    ]
     xs_all += [b.x0 for b in bands] + [b.x1 for b in bands]
     x0, x1 = (min(xs_all), max(xs_all)) if xs_all else (0.0, 1.0)
     if x1 <= x0:
@@ -159,74 +165,117 @@ def line_chart(
     def sy(v: float) -> float:
         return round(top + ph - (float(v) - y0) / (y1 - y0) * ph, 1)
 
-    o = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-         f'role="img" aria-label="{escape(title)}" class="chart" font-family="sans-serif" '
-         'font-size="10">']  # fmt: skip
-    o.append("<defs>" + "".join(
-        f'<pattern id="{uid}-h{k}" width="8" height="8" patternUnits="userSpaceOnUse">'
-        f'<path d="{p}" stroke="#555" stroke-width="0.8"/></pattern>'
-        for k, p in enumerate(HATCH_PATHS)) + "</defs>")  # fmt: skip
-    o.append(f'<text x="{width / 2}" y="15" text-anchor="middle" font-size="12" '
-             f'font-weight="600">{escape(title)}</text>')  # fmt: skip
+    o = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'role="img" aria-label="{escape(title)}" class="chart" font-family="sans-serif" '
+        'font-size="10">'
+    ]
+    o.append(
+        "<defs>"
+        + "".join(
+            f'<pattern id="{uid}-h{k}" width="8" height="8" patternUnits="userSpaceOnUse">'
+            f'<path d="{p}" stroke="#555" stroke-width="0.8"/></pattern>'
+            for k, p in enumerate(HATCH_PATHS)
+        )
+        + "</defs>"
+    )
+    o.append(
+        f'<text x="{width / 2}" y="15" text-anchor="middle" font-size="12" '
+        f'font-weight="600">{escape(title)}</text>'
+    )
     for b in bands:  # a hatched strip on top, and a faint full-height boundary
         bx0, bx1 = sx(max(b.x0, x0)), sx(min(b.x1, x1))
-        o.append(f'<rect x="{bx0}" y="{top}" width="{max(bx1 - bx0, 0.5)}" height="12" '
-                 f'fill="url(#{uid}-h{b.kind % len(HATCH_PATHS)})" stroke="#555" '
-                 'stroke-width="0.4"/>')  # fmt: skip
-        o.append(f'<line x1="{bx0}" y1="{top}" x2="{bx0}" y2="{top + ph}" stroke="#aaa" '
-                 'stroke-width="0.5" stroke-dasharray="2 2"/>')  # fmt: skip
+        o.append(
+            f'<rect x="{bx0}" y="{top}" width="{max(bx1 - bx0, 0.5)}" height="12" '
+            f'fill="url(#{uid}-h{b.kind % len(HATCH_PATHS)})" stroke="#555" '
+            'stroke-width="0.4"/>'
+        )
+        o.append(
+            f'<line x1="{bx0}" y1="{top}" x2="{bx0}" y2="{top + ph}" stroke="#aaa" '
+            'stroke-width="0.5" stroke-dasharray="2 2"/>'
+        )
     for t in nice_ticks(y0, y1):
         y = sy(t)
-        o.append(f'<line x1="{left}" y1="{y}" x2="{left + pw}" y2="{y}" stroke="#e3e3e3"/>'
-                 f'<text x="{left - 4}" y="{y + 3}" text-anchor="end">{_fmt_tick(t)}</text>')  # fmt: skip
+        o.append(
+            f'<line x1="{left}" y1="{y}" x2="{left + pw}" y2="{y}" stroke="#e3e3e3"/>'
+            f'<text x="{left - 4}" y="{y + 3}" text-anchor="end">{_fmt_tick(t)}</text>'
+        )
     ticks = x_ticks if x_ticks is not None else [(t, _fmt_tick(t)) for t in nice_ticks(x0, x1, 6)]
     for t, label in ticks:
         if x0 <= t <= x1:
             x = sx(t)
-            o.append(f'<line x1="{x}" y1="{top + ph}" x2="{x}" y2="{top + ph + 4}" '
-                     f'stroke="#333"/><text x="{x}" y="{top + ph + 15}" text-anchor="middle">'
-                     f"{escape(label)}</text>")  # fmt: skip
-    o.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" '
-             'stroke="#333" stroke-width="0.8"/>')  # fmt: skip
+            o.append(
+                f'<line x1="{x}" y1="{top + ph}" x2="{x}" y2="{top + ph + 4}" '
+                f'stroke="#333"/><text x="{x}" y="{top + ph + 15}" text-anchor="middle">'
+                f"{escape(label)}</text>"
+            )
+    o.append(
+        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" '
+        'stroke="#333" stroke-width="0.8"/>'
+    )
     for i, ln in enumerate(lines):
         color, dash = COLORS[i % len(COLORS)], DASHES[i % len(DASHES)]
         if ln.low is not None and ln.high is not None:
-            pairs = [(x, lo, hi) for x, lo, hi in zip(ln.x, ln.low, ln.high, strict=True)
-                     if lo == lo and hi == hi]  # fmt: skip
+            pairs = [
+                (x, lo, hi)
+                for x, lo, hi in zip(ln.x, ln.low, ln.high, strict=True)
+                if lo == lo and hi == hi
+            ]
             if pairs:
                 top_pts = " ".join(f"{sx(x)},{sy(hi)}" for x, _, hi in pairs)
                 bot_pts = " ".join(f"{sx(x)},{sy(lo)}" for x, lo, _ in reversed(pairs))
-                o.append(f'<polygon points="{top_pts} {bot_pts}" fill="{color}" '
-                         'fill-opacity="0.18" stroke="none"/>')  # fmt: skip
+                o.append(
+                    f'<polygon points="{top_pts} {bot_pts}" fill="{color}" '
+                    'fill-opacity="0.18" stroke="none"/>'
+                )
         for seg in _points(ln.x, ln.y, sx, sy, ln.step):
             pts = " ".join(f"{x},{y}" for x, y in seg)
-            o.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="1.4"'
-                     + (f' stroke-dasharray="{dash}"' if dash else "") + "/>")  # fmt: skip
-    o.append(f'<text x="{left + pw / 2}" y="{top + ph + 29}" text-anchor="middle">'
-             f"{escape(x_label)}</text>")  # fmt: skip
-    o.append(f'<text transform="translate(13,{top + ph / 2}) rotate(-90)" '
-             f'text-anchor="middle">{escape(y_label)}</text>')  # fmt: skip
+            o.append(
+                f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="1.4"'
+                + (f' stroke-dasharray="{dash}"' if dash else "")
+                + "/>"
+            )
+    o.append(
+        f'<text x="{left + pw / 2}" y="{top + ph + 29}" text-anchor="middle">'
+        f"{escape(x_label)}</text>"
+    )
+    o.append(
+        f'<text transform="translate(13,{top + ph / 2}) rotate(-90)" '
+        f'text-anchor="middle">{escape(y_label)}</text>'
+    )
     entries: list[tuple[str, str]] = []
     for i, ln in enumerate(lines):
         color, dash = COLORS[i % len(COLORS)], DASHES[i % len(DASHES)]
-        entries.append((ln.label, f'<line x1="0" y1="-3" x2="22" y2="-3" stroke="{color}" '
-                        f'stroke-width="1.6"' + (f' stroke-dasharray="{dash}"' if dash else "")
-                        + "/>"))  # fmt: skip
+        entries.append(
+            (
+                ln.label,
+                f'<line x1="0" y1="-3" x2="22" y2="-3" stroke="{color}" '
+                f'stroke-width="1.6"' + (f' stroke-dasharray="{dash}"' if dash else "") + "/>",
+            )
+        )
     seen: set[str] = set()
     for b in bands:
         if b.label not in seen:
             seen.add(b.label)
-            entries.append((b.label, f'<rect x="0" y="-9" width="22" height="10" '
-                            f'fill="url(#{uid}-h{b.kind % len(HATCH_PATHS)})" stroke="#555" '
-                            'stroke-width="0.4"/>'))  # fmt: skip
+            entries.append(
+                (
+                    b.label,
+                    f'<rect x="0" y="-9" width="22" height="10" '
+                    f'fill="url(#{uid}-h{b.kind % len(HATCH_PATHS)})" stroke="#555" '
+                    'stroke-width="0.4"/>',
+                )
+            )
     col_w = pw / 4
     for k, (label, glyph) in enumerate(entries):
         lx = left + (k % 4) * col_w
         ly = top + ph + 46 + 16 * (k // 4)
-        o.append(f'<g transform="translate({round(lx, 1)},{ly})">{glyph}'
-                 f'<text x="27" y="0">{escape(label[:28])}</text></g>')  # fmt: skip
+        o.append(
+            f'<g transform="translate({round(lx, 1)},{ly})">{glyph}'
+            f'<text x="27" y="0">{escape(label[:28])}</text></g>'
+        )
     if note:
-        o.append(f'<text x="{left}" y="{height - 4}" fill="#555" font-size="9">'
-                 f"{escape(note)}</text>")  # fmt: skip
+        o.append(
+            f'<text x="{left}" y="{height - 4}" fill="#555" font-size="9">{escape(note)}</text>'
+        )
     o.append("</svg>")
     return "".join(o)

@@ -108,16 +108,25 @@ def checkpoints(run: SyntheticRun, *, batch: int = 200_000) -> list[Any]:
         src = dict(run.intensity_source or {})
         if not src:
             n_h = len(run.intensity_g_per_kwh)
-            src = {"name": "csv", "zone": run.region or "", "kind": "average",
-                   "period": f"{_hour(hour0)}/{_hour(hour0 + 3600.0 * n_h)}",
-                   "detail": "synthetic hourly series"}  # fmt: skip
+            src = {
+                "name": "csv",
+                "zone": run.region or "",
+                "kind": "average",
+                "period": f"{_hour(hour0)}/{_hour(hour0 + 3600.0 * n_h)}",
+                "detail": "synthetic hourly series",
+            }
         series = IntensitySeries(
             hour0 + 3600.0 * np.arange(len(run.intensity_g_per_kwh)),
             np.asarray(run.intensity_g_per_kwh, dtype=np.float64),
             3600.0,
-            Provenance(src.get("name", "csv"), src.get("zone", run.region or ""),
-                       src.get("kind", "average"), src.get("period", ""), src.get("detail", "")),
-        )  # fmt: skip
+            Provenance(
+                src.get("name", "csv"),
+                src.get("zone", run.region or ""),
+                src.get("kind", "average"),
+                src.get("period", ""),
+                src.get("detail", ""),
+            ),
+        )
     per_device = []
     total_j = 0.0
     co2e_total = 0.0
@@ -139,60 +148,110 @@ def checkpoints(run: SyntheticRun, *, batch: int = 200_000) -> list[Any]:
         phase_g = None
         if series is not None:
             phase_g = float(co2e_g(run.start_s + t0, run.start_s + t1, energy * run.pue, series))
-        phases.append({
-            "id": f"{run.run_id[:24]}{i:08x}", "name": name, "path": name, "depth": 0,
-            "started_at": _utc(run.start_s + t0), "ended_at": _utc(run.start_s + t1),
-            "t0_s": run.start_s + t0, "t1_s": run.start_s + t1, "duration_s": t1 - t0,
-            "energy_j": energy, "components": comps, "co2e_g": phase_g,
-        })  # fmt: skip
+        phases.append(
+            {
+                "id": f"{run.run_id[:24]}{i:08x}",
+                "name": name,
+                "path": name,
+                "depth": 0,
+                "started_at": _utc(run.start_s + t0),
+                "ended_at": _utc(run.start_s + t1),
+                "t0_s": run.start_s + t0,
+                "t1_s": run.start_s + t1,
+                "duration_s": t1 - t0,
+                "energy_j": energy,
+                "components": comps,
+                "co2e_g": phase_g,
+            }
+        )
     fields: dict[str, Any] = {
-        "project": run.project, "name": run.name, "status": run.status,
-        "started_at": _utc(run.start_s), "ended_at": _utc(run.start_s + run.duration_s),
-        "heartbeat_at": _utc(run.start_s + run.duration_s), "duration_s": run.duration_s,
-        "energy_j": total_j, "pue": run.pue, "region": run.region,
-        "region_origin": "argument" if run.region else None, "host": run.host, "pid": 4242,
-        "world_size": 1, "checkpoint_s": 10.0, "error": run.error, "flops": run.flops,
+        "project": run.project,
+        "name": run.name,
+        "status": run.status,
+        "started_at": _utc(run.start_s),
+        "ended_at": _utc(run.start_s + run.duration_s),
+        "heartbeat_at": _utc(run.start_s + run.duration_s),
+        "duration_s": run.duration_s,
+        "energy_j": total_j,
+        "pue": run.pue,
+        "region": run.region,
+        "region_origin": "argument" if run.region else None,
+        "host": run.host,
+        "pid": 4242,
+        "world_size": 1,
+        "checkpoint_s": 10.0,
+        "error": run.error,
+        "flops": run.flops,
         "plan": dict(run.plan) if run.plan else None,
-        "meta": {"host": run.host, "os": "Linux 6.1", "python": "3.11.7",
-                 "cpu_model": run.cpu_model, "cpu_count": 128,
-                 "gpu_models": sorted({d.model for d in run.devices
-                                       if d.component == "gpu" and d.model}),
-                 "command": ["python", "train.py"], "cwd": "/work", "pid": 4242},
-    }  # fmt: skip
+        "meta": {
+            "host": run.host,
+            "os": "Linux 6.1",
+            "python": "3.11.7",
+            "cpu_model": run.cpu_model,
+            "cpu_count": 128,
+            "gpu_models": sorted(
+                {d.model for d in run.devices if d.component == "gpu" and d.model}
+            ),
+            "command": ["python", "train.py"],
+            "cwd": "/work",
+            "pid": 4242,
+        },
+    }
     if series is not None:
         window = series.g_per_kwh.tolist()
         fields.update(
             co2e_g=co2e_total,
-            co2e_g_annual=(total_j * run.pue / J_PER_KWH * run.annual_g_per_kwh
-                           if run.annual_g_per_kwh is not None else None),
+            co2e_g_annual=(
+                total_j * run.pue / J_PER_KWH * run.annual_g_per_kwh
+                if run.annual_g_per_kwh is not None
+                else None
+            ),
             intensity_source=src,
-            intensity_series={"start_s": float(series.start_s[0]), "step_s": series.step_s,
-                              "g_per_kwh": window},
-        )  # fmt: skip
+            intensity_series={
+                "start_s": float(series.start_s[0]),
+                "step_s": series.step_s,
+                "g_per_kwh": window,
+            },
+        )
     metric_rows = []
     for key, points in run.metrics.items():
         for k, (step, value) in enumerate(points):
             frac = (k + 1) / len(points)
-            metric_rows.append({"key": key, "step": step, "value": float(value),
-                                "t_s": run.start_s + frac * run.duration_s})  # fmt: skip
+            metric_rows.append(
+                {
+                    "key": key,
+                    "step": step,
+                    "value": float(value),
+                    "t_s": run.start_s + frac * run.duration_s,
+                }
+            )
     events = [
-        {"id": f"{run.run_id[:24]}e{i:07x}", "t_s": run.start_s, "level": level,
-         "source": "synthetic", "message": message}
+        {
+            "id": f"{run.run_id[:24]}e{i:07x}",
+            "t_s": run.start_s,
+            "level": level,
+            "source": "synthetic",
+            "message": message,
+        }
         for i, (level, message) in enumerate(run.events)
-    ]  # fmt: skip
+    ]
     cps = []
-    seq = 0
-    for b0 in range(0, n, batch):
+    for seq, b0 in enumerate(range(0, n, batch), start=1):
         b1 = min(n, b0 + batch)
-        seq += 1
         samples = []
         for spec, p, e in per_device:
             samples += [
-                {"device": spec.device, "component": spec.component, "t_s": float(t),
-                 "energy_j": float(ee), "power_w": float(pp)}
-                for t, ee, pp in zip(t_abs[b0:b1].tolist(), e[b0:b1].tolist(),
-                                     p[b0:b1].tolist(), strict=True)
-            ]  # fmt: skip
+                {
+                    "device": spec.device,
+                    "component": spec.component,
+                    "t_s": float(t),
+                    "energy_j": float(ee),
+                    "power_w": float(pp),
+                }
+                for t, ee, pp in zip(
+                    t_abs[b0:b1].tolist(), e[b0:b1].tolist(), p[b0:b1].tolist(), strict=True
+                )
+            ]
         last = b1 == n
         cps.append(
             Checkpoint(
@@ -210,7 +269,7 @@ def checkpoints(run: SyntheticRun, *, batch: int = 200_000) -> list[Any]:
                         "host": run.host,
                     }
                     for spec, _p, e in per_device
-                ],  # fmt: skip
+                ],
                 samples=samples,
                 phases=phases if last else [],
                 metrics=metric_rows if last else [],
@@ -243,12 +302,24 @@ def write_runs(url: str, runs: Sequence[SyntheticRun], *, batch: int = 200_000) 
 
 def gpu_host(gpus: int = 1, *, gpu_w: float = 250.0, cpu_w: float = 60.0) -> list[DeviceSpec]:
     """GPUs read by their energy counter, a RAPL CPU package (counter) and estimated RAM."""
-    devs = [DeviceSpec(f"gpu:{i}", "gpu", gpu_w, "counter", "NVIDIA A100-SXM4-40GB")
-            for i in range(gpus)]  # fmt: skip
-    devs.append(DeviceSpec("cpu:0", "cpu", cpu_w, "counter", "AMD EPYC 7742 64-Core Processor",
-                           ripple=0.05, eval_factor=0.8))  # fmt: skip
-    devs.append(DeviceSpec("ram:estimate", "ram", 24.0, "estimated", "512 GiB", ripple=0.0,
-                           eval_factor=1.0))  # fmt: skip
+    devs = [
+        DeviceSpec(f"gpu:{i}", "gpu", gpu_w, "counter", "NVIDIA A100-SXM4-40GB")
+        for i in range(gpus)
+    ]
+    devs.append(
+        DeviceSpec(
+            "cpu:0",
+            "cpu",
+            cpu_w,
+            "counter",
+            "AMD EPYC 7742 64-Core Processor",
+            ripple=0.05,
+            eval_factor=0.8,
+        )
+    )
+    devs.append(
+        DeviceSpec("ram:estimate", "ram", 24.0, "estimated", "512 GiB", ripple=0.0, eval_factor=1.0)
+    )
     return devs
 
 
@@ -259,24 +330,41 @@ def demo_project(project: str = "cifar", *, hex_prefix: str = "3f2a") -> list[Sy
     base = 1767268800.0  # 2026-01-01T12:00:00Z
     hour_series = (150.0, 120.0, 90.0, 110.0, 160.0, 140.0)
     for i, lr in enumerate((0.3, 0.1, 0.03, 0.01)):
-        runs.append(SyntheticRun(
-            run_id=f"9b1c{i:04x}" + "0" * 24, project=project, name="resnet18-sweep",
-            start_s=base + 1800.0 * i, duration_s=1200.0 + 60.0 * i, samples=41,
-            devices=gpu_host(1, gpu_w=240.0 + 5 * i), pue=1.2,
-            intensity_g_per_kwh=hour_series, params={"lr": lr, "seed": 0, "epochs": 10},
-            metrics={"accuracy": [(e, 0.5 + 0.03 * e + 0.01 * i) for e in range(10)]},
-            flops=1.2e15,
-        ))  # fmt: skip
+        runs.append(
+            SyntheticRun(
+                run_id=f"9b1c{i:04x}" + "0" * 24,
+                project=project,
+                name="resnet18-sweep",
+                start_s=base + 1800.0 * i,
+                duration_s=1200.0 + 60.0 * i,
+                samples=41,
+                devices=gpu_host(1, gpu_w=240.0 + 5 * i),
+                pue=1.2,
+                intensity_g_per_kwh=hour_series,
+                params={"lr": lr, "seed": 0, "epochs": 10},
+                metrics={"accuracy": [(e, 0.5 + 0.03 * e + 0.01 * i) for e in range(10)]},
+                flops=1.2e15,
+            )
+        )
     for s in range(3):
-        runs.append(SyntheticRun(
-            run_id=f"{hex_prefix}{s:04x}" + "0" * 24, project=project, name="resnet18",
-            start_s=base + 7200.0 + 3600.0 * s, duration_s=3000.0 + 120.0 * s, samples=61,
-            devices=gpu_host(2), pue=1.2,
-            intensity_g_per_kwh=(*hour_series, 100.0, 95.0, 105.0),
-            params={"lr": 0.03, "seed": s, "epochs": 30, "params_total": 11_689_512},
-            tags={"final": "true"} if s == 0 else {},
-            metrics={"accuracy": [(e, 0.80 + 0.004 * e + 0.003 * s) for e in range(30)],
-                     "loss": [(e, 1.0 / (e + 1)) for e in range(30)]},
-            flops=3.6e15,
-        ))  # fmt: skip
+        runs.append(
+            SyntheticRun(
+                run_id=f"{hex_prefix}{s:04x}" + "0" * 24,
+                project=project,
+                name="resnet18",
+                start_s=base + 7200.0 + 3600.0 * s,
+                duration_s=3000.0 + 120.0 * s,
+                samples=61,
+                devices=gpu_host(2),
+                pue=1.2,
+                intensity_g_per_kwh=(*hour_series, 100.0, 95.0, 105.0),
+                params={"lr": 0.03, "seed": s, "epochs": 30, "params_total": 11_689_512},
+                tags={"final": "true"} if s == 0 else {},
+                metrics={
+                    "accuracy": [(e, 0.80 + 0.004 * e + 0.003 * s) for e in range(30)],
+                    "loss": [(e, 1.0 / (e + 1)) for e in range(30)],
+                },
+                flops=3.6e15,
+            )
+        )
     return runs

@@ -138,6 +138,9 @@ def list_runs(
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += f" ORDER BY {SORT_COLUMNS[sort]} {'DESC' if descending else 'ASC'}, id"
+    if limit and status not in ("running", "crashed"):  # membership does not depend on liveness
+        sql += " LIMIT :limit"
+        params["limit"] = int(limit)
     rows = conn.query(sql, params)
     for r in rows:
         r["status"] = effective_status(r)

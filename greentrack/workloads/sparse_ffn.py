@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from greentrack.workloads.transformer import Transformer, TransformerConfig
 
-__all__ = ["SparseFFN", "SparseFFNConfig", "sparse_ffn_transformer"]
+__all__ = ["SparseFFN", "SparseFFNConfig", "gumbel_one_hot", "sparse_ffn_transformer"]
 
 
 @dataclass
@@ -32,6 +32,14 @@ class SparseFFNConfig:
     lowrank: int | None = None  # d_lowrank of the controller (None: n_embd // N, at least 1)
     temperature: float = 0.1  # Gumbel-softmax temperature in training
     chunk_tokens: int = 4096  # sparse inference processes this many tokens at a time (memory)
+
+
+def gumbel_one_hot(logits: torch.Tensor, tau: float) -> torch.Tensor:
+    """Straight-through Gumbel-softmax over the last dim: one-hot forward, soft gradient."""
+    u = torch.rand_like(logits).clamp_(1e-10, 1.0)
+    soft = F.softmax((logits - torch.log(-torch.log(u))) / tau, dim=-1)  # (..., N)
+    hard = torch.zeros_like(soft).scatter_(-1, soft.argmax(-1, keepdim=True), 1.0)
+    return hard - soft.detach() + soft
 
 
 class SparseFFN(nn.Module):
@@ -74,7 +82,7 @@ class SparseFFN(nn.Module):
 
     def forward_train(self, xf: torch.Tensor) -> torch.Tensor:
         """All units computed, masked by a straight-through Gumbel one-hot per block."""
-        mask = F.gumbel_softmax(self.scores(xf), tau=self.sp.temperature, hard=True, dim=-1)
+        mask = gumbel_one_hot(self.scores(xf), self.sp.temperature)  # (n, nb, N)
         h = F.relu(xf @ self.w_in.t() + self.b_in) * mask.view(-1, self.d_ff)  # (n, d_ff)
         return h @ self.w_out + self.b_out  # (n, C)
 

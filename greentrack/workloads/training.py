@@ -44,6 +44,7 @@ def fit(
     grad_clip: float | None = 1.0,
     loss_fn: LossFn | None = None,
     optimizer: torch.optim.Optimizer | None = None,
+    compute_grads: LossFn | None = None,
     after_step: Callable[[], None] | None = None,
     on_step: StepCallback | None = None,
     seed: int = 0,
@@ -51,7 +52,9 @@ def fit(
     """Train ``model`` for ``steps`` mini-batches; returns the loss of every step.
 
     ``loss_fn(x, y)`` replaces ``model(x, y)[1]`` (distillation); ``optimizer`` replaces AdamW;
-    ``after_step`` runs after each optimizer step (re-applying pruning masks).
+    ``compute_grads(x, y)`` fills ``p.grad`` itself and returns the loss, instead of
+    ``loss.backward()`` (Direct Feedback Alignment); ``after_step`` runs after each optimizer
+    step (re-applying pruning masks).
     """
     model.train()
     opt = optimizer or torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -63,9 +66,12 @@ def fit(
     )
     losses = []
     for step, (x, y) in enumerate(batches(split, batch_size, steps, seed=seed)):
-        loss = loss_fn(x, y) if loss_fn is not None else model(x, y)[1]
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        if compute_grads is not None:
+            loss = compute_grads(x, y)
+        else:
+            loss = loss_fn(x, y) if loss_fn is not None else model(x, y)[1]
+            loss.backward()
         if grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         opt.step()

@@ -1,0 +1,557 @@
+"""The human formats of a price tag: the table model, number formatting, Markdown, JSON, CSV.
+
+:func:`table_rows` turns a report (:func:`greentrack.report.pricetag.build_report`) into rows of
+(label, one value per column, how it was obtained); Markdown, LaTeX and HTML all print those
+rows, so the three always agree.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from greentrack.report.pricetag import COMPONENT_NAMES, NA
+
+__all__ = [
+    "CSV_COLUMNS",
+    "Row",
+    "fmt_duration",
+    "fmt_int",
+    "fmt_num",
+    "fmt_stat",
+    "render_csv",
+    "render_json",
+    "render_markdown",
+    "summary_sentence",
+    "table_rows",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# The table model shared by the human formats
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One row of the price-tag table: label, one value per column, how it was obtained."""
+
+    label: str
+    values: list[Any]
+    how: str
+    kind: str = "num"  # num | text | int | pct | stat | dur
+    unit: str = ""
+    digits: int = 3
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def _columns(report: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    if len(report["runs"]) == 1:
+        return [("Value", report["totals"])]
+    if report["final"]:
+        return [
+            ("Final", report["final"]),
+            ("Tuning", report["tuning"]),
+            ("All runs", report["totals"]),
+        ]
+    return [("All runs", report["totals"])]
+
+
+def hardware_text(agg: Mapping[str, Any]) -> str:
+    parts = [f"{g['count']} x {g['model']}" for g in agg["gpus"]]
+    for m in agg["cpu_models"]:
+        n = agg["cpu_packages"]
+        parts.append(f"{m}" + (f" ({n} packages)" if n > 1 else ""))
+    return "; ".join(parts) or NA
+
+
+def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[Row]]:
+    """Column names and rows of the price-tag table."""
+    cols = _columns(report)
+    aggs = [a for _, a in cols]
+    rows: list[Row] = []
+    if len(report["runs"]) > 1:
+        rows.append(Row("Runs", [a["runs"] for a in aggs], "runs in the report", kind="int"))
+    rows.append(
+        Row(
+            "Hardware",
+            [hardware_text(a) for a in aggs],
+            "run metadata (CPU model name; GPU names from the meters)",
+            kind="text",
+        )
+    )
+    rows.append(
+        Row(
+            "Wall time",
+            [a["duration_s"] for a in aggs],
+            "wall clock, meter baseline to final read",
+            kind="dur",
+        )
+    )
+    kinds = sorted({k for a in aggs for k in a["device_kinds"]})
+    unit = (
+        {"gpu": "GPU-h", "cpu": "CPU-h"}.get(kinds[0], "device-h")
+        if len(kinds) == 1
+        else ("device-h")
+    )
+    rows.append(
+        Row(
+            "Device-hours",
+            [a["device_hours"] for a in aggs],
+            "wall time x devices (GPUs, else CPU packages)",
+            unit=unit,
+        )
+    )
+    comp_names = [c["component"] for c in report["totals"]["energy_by_component"]]
+    for comp in comp_names:
+        vals, methods = [], []
+        for a in aggs:
+            c = next((c for c in a["energy_by_component"] if c["component"] == comp), None)
+            vals.append(c["energy_kwh"] if c else None)
+            if c:
+                methods += [m for m in c["methods"] if m not in methods]
+        rows.append(
+            Row(
+                f"Energy, {COMPONENT_NAMES.get(comp, comp)}",
+                vals,
+                "method: " + ", ".join(sorted(methods)),
+                unit="kWh",
+            )
+        )
+    rows.append(
+        Row("Energy, devices", [a["energy_kwh"] for a in aggs], "sum of the components", unit="kWh")
+    )
+    rows.append(
+        Row(
+            "PUE",
+            [", ".join(f"{p:g}" for p in a["pue"]) or NA for a in aggs],
+            "configured facility overhead (GREENTRACK_PUE)",
+            kind="text",
+        )
+    )
+    rows.append(
+        Row(
+            "Energy, facility",
+            [a["facility_energy_kwh"] for a in aggs],
+            "device energy x PUE",
+            unit="kWh",
+        )
+    )
+    regions = sorted({r["region"] for r in report["runs"] if r.get("region")})
+    rows.append(
+        Row(
+            "Region",
+            [", ".join(regions) or NA] + [""] * (len(aggs) - 1),
+            "grid zone of the run",
+            kind="text",
+        )
+    )
+    srcs = "; ".join(report["totals"]["intensity_sources"]) or "no intensity data"
+    rows.append(
+        Row(
+            "Carbon intensity, time-weighted",
+            [a["time_weighted_g_per_kwh"] for a in aggs],
+            f"{srcs}; CO2e / facility energy",
+            unit="g/kWh",
+        )
+    )
+    rows.append(
+        Row(
+            "Carbon intensity, annual average",
+            [a["annual_average_g_per_kwh"] for a in aggs],
+            "static annual average of the zone",
+            unit="g/kWh",
+        )
+    )
+    rows.append(
+        Row(
+            "CO2e, time-weighted",
+            [a["co2e_g"] for a in aggs],
+            "Σ interval energy x interval intensity",
+            unit="g",
+        )
+    )
+    rows.append(
+        Row(
+            "CO2e, annual average",
+            [a["co2e_g_annual_average"] for a in aggs],
+            "facility energy x annual average",
+            unit="g",
+        )
+    )
+    if report["final"] and len(report["runs"]) > 1:
+        rows.append(
+            Row(
+                "Share of facility energy",
+                [a.get("share_energy_pct") for a in aggs[:2]] + [100.0],
+                "part of all runs' facility energy",
+                kind="pct",
+            )
+        )
+        if report["totals"]["co2e_g"] is not None:
+            rows.append(
+                Row(
+                    "Share of CO2e",
+                    [a.get("share_co2e_pct") for a in aggs[:2]] + [100.0],
+                    "part of all runs' CO2e",
+                    kind="pct",
+                )
+            )
+    if report["options"]["show_flops"]:
+        rows.append(Row("FLOPs", [a["flops"] for a in aggs], "logged by the run (log_flops)"))
+    if any(a["params_total"] is not None for a in aggs):
+        rows.append(
+            Row(
+                "Parameters",
+                [a["params_total"] for a in aggs],
+                "param params_total logged by the run",
+                kind="int",
+            )
+        )
+    metric_keys = sorted({k for a in aggs for k in a["metrics"]})
+    for k in metric_keys:
+        stats = [a["metrics"].get(k) for a in aggs]
+        single = len(report["runs"]) == 1
+        rows.append(
+            Row(
+                k,
+                stats,
+                "last logged value" if single else "mean ± std over the runs (n)",
+                kind="stat",
+                digits=4,
+            )
+        )
+    price = report["options"]["price_per_kwh"]
+    if price is not None:
+        cur = report["options"]["currency"]
+        rows.append(
+            Row(
+                "Electricity cost",
+                [a["cost"] for a in aggs],
+                f"facility energy x {price:g} {cur}/kWh (given)",
+                unit=cur,
+            )
+        )
+    return [c for c, _ in cols], rows
+
+
+# --------------------------------------------------------------------------------------------
+# Number formatting
+# --------------------------------------------------------------------------------------------
+
+
+def fmt_num(x: float | None, sig: int = 3) -> str:
+    """A number with ``sig`` significant digits; e-notation for very large or small values."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return NA
+    x = float(x)
+    if x == 0:
+        return "0"
+    ax = abs(x)
+    if ax >= 1e7 or ax < 1e-3:
+        return f"{x:.{sig - 1}e}"
+    if ax >= 10 ** (sig - 1):
+        return f"{x:,.0f}"
+    decimals = max(0, sig - 1 - math.floor(math.log10(ax)))
+    return f"{x:.{decimals}f}"
+
+
+def fmt_int(x: float | None) -> str:
+    if x is None:
+        return NA
+    x = float(x)
+    if abs(x) >= 1e6:
+        return f"{x / 1e6:,.2f}M" if abs(x) < 1e9 else f"{x / 1e9:,.2f}G"
+    return f"{x:,.0f}"
+
+
+def fmt_duration(s: float | None) -> str:
+    if s is None:
+        return NA
+    if s >= 3600:
+        return f"{s / 3600:.2f} h"
+    if s >= 60:
+        return f"{s / 60:.1f} min"
+    return f"{s:.1f} s"
+
+
+def fmt_stat(st: Mapping[str, Any] | None, digits: int = 4) -> str:
+    if not st or st.get("mean") is None:
+        return NA
+    text = fmt_num(st["mean"], digits)
+    if st.get("std") is not None:
+        text += f" ± {fmt_num(st['std'], 2)} (n={st['n']})"
+    return text
+
+
+def cell_text(row: Row, value: Any) -> str:
+    if row.kind == "text":
+        return str(value) if value not in (None, "") else ("" if value == "" else NA)
+    if row.kind == "int":
+        return fmt_int(value)
+    if row.kind == "pct":
+        return NA if value is None else f"{value:.1f} %"
+    if row.kind == "stat":
+        return fmt_stat(value, row.digits)
+    if row.kind == "dur":
+        return fmt_duration(value)
+    text = fmt_num(value, row.digits)
+    return text if text == NA or not row.unit else f"{text} {row.unit}"
+
+
+# --------------------------------------------------------------------------------------------
+# Markdown
+# --------------------------------------------------------------------------------------------
+
+
+def _md_escape(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str = "") -> str:
+    align = align or "l" * len(headers)
+    sep = ["---:" if a == "r" else "---" for a in align]
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(sep) + " |"]
+    lines += ["| " + " | ".join(_md_escape(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def summary_sentence(report: Mapping[str, Any]) -> str:
+    """One plain-text sentence: the final model (or all runs) and the whole development."""
+    t = report["totals"]
+    scope = report["final"] or t
+    what = (
+        "The final model"
+        if report["final"]
+        else ("This run" if len(report["runs"]) == 1 else f"These {t['runs']} runs")
+    )
+    text = (
+        f"{what} took {fmt_duration(scope['duration_s'])} of wall time on "
+        f"{hardware_text(scope)} ({fmt_num(scope['device_hours'])} device-hours) and used "
+        f"{fmt_num(scope['facility_energy_kwh'])} kWh"
+    )
+    if scope["co2e_g"] is not None:
+        text += f", emitting {fmt_num(scope['co2e_g'])} g CO2e (time-weighted)"
+    text += "."
+    if report["final"] and report["tuning"]["runs"]:
+        tu = report["tuning"]
+        text += (
+            f" The whole development ({t['runs']} runs) used {fmt_num(t['facility_energy_kwh'])} "
+            f"kWh"
+            + (f" and {fmt_num(t['co2e_g'])} g CO2e" if t["co2e_g"] is not None else "")
+            + f"; tuning took {fmt_num(tu['share_energy_pct'])} % of the energy."
+        )
+    return text
+
+
+def runs_table(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]], str]:
+    metric_keys = sorted({k for r in report["runs"] for k in r["pricetag"]["metrics"]})
+    headers = [
+        "Run",
+        "Name",
+        "Status",
+        "Final",
+        "Started (UTC)",
+        "Wall time",
+        "Energy (kWh)",
+        "Methods",
+        "CO2e (g)",
+        *metric_keys,
+    ]
+    rows = []
+    for r in report["runs"]:
+        t = r["pricetag"]
+        methods = sorted({m for c in t["energy_by_component"] for m in c["methods"]})
+        rows.append(
+            [
+                r["id"][:8],
+                r["name"],
+                r["status"],
+                "yes" if t["final"] else "",
+                (r.get("started_at") or "")[:19].replace("T", " "),
+                fmt_duration(t["duration_s"]),
+                fmt_num(t["energy_kwh"]),
+                ", ".join(methods) or NA,
+                fmt_num(t["co2e_g"]),
+                *[fmt_num(t["metrics"].get(k), 4) for k in metric_keys],
+            ]
+        )
+    return headers, rows, "lllllrrlr" + "r" * len(metric_keys)
+
+
+def groups_table(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]], str]:
+    metric_keys = sorted({k for g in report["groups"] for k in g["metrics"]})
+    headers = ["Group", "n", "Seeds", "Energy (kWh)", "CO2e (g)", "Wall time (s)", *metric_keys]
+    rows = []
+    for g in report["groups"]:
+        params = ", ".join(f"{k}={v}" for k, v in sorted(g["params"].items()))
+        rows.append(
+            [
+                f"{g['project']}/{g['name']}" + (f" ({params})" if params else ""),
+                str(g["n"]),
+                ", ".join(str(s) for s in g["seeds"]),
+                fmt_stat(g["energy_kwh"], 3),
+                fmt_stat(g["co2e_g"], 3),
+                fmt_stat(g["duration_s"], 3),
+                *[fmt_stat(g["metrics"].get(k), 4) for k in metric_keys],
+            ]
+        )
+    return headers, rows, "lrlrrr" + "r" * len(metric_keys)
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """The price tag as GitHub-flavoured Markdown."""
+    cols, rows = table_rows(report)
+    out = [f"# Price tag: {report['title']}", "", summary_sentence(report), ""]
+    out.append(
+        _md_table(
+            ["Item", *cols, "How it was obtained"],
+            [[r.label, *(cell_text(r, v) for v in r.values), r.how] for r in rows],
+            "l" + "r" * len(cols) + "l",
+        )
+    )
+    if len(report["runs"]) > 1:
+        headers, body, align = runs_table(report)
+        out += ["", "## Runs", "", _md_table(headers, body, align)]
+    if report["groups"]:
+        headers, body, align = groups_table(report)
+        out += ["", "## Mean ± std over seeds", "", _md_table(headers, body, align)]
+    out += ["", "## Method notes", ""]
+    out += [f"{i}. {n}" for i, n in enumerate(report["method_notes"], 1)]
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# JSON and CSV
+# --------------------------------------------------------------------------------------------
+
+
+def render_json(report: Mapping[str, Any]) -> str:
+    """The report as JSON (schema ``greentrack.report/1``, see the README)."""
+    return json.dumps(report, indent=2, default=str, ensure_ascii=False) + "\n"
+
+
+CSV_COLUMNS = [
+    "scope",
+    "id",
+    "project",
+    "name",
+    "status",
+    "final",
+    "started_at",
+    "duration_s",
+    "device_hours",
+    "hardware",
+    "energy_kwh",
+    "energy_gpu_kwh",
+    "energy_cpu_kwh",
+    "energy_dram_kwh",
+    "energy_ram_kwh",
+    "methods",
+    "pue",
+    "facility_energy_kwh",
+    "region",
+    "intensity_sources",
+    "time_weighted_g_per_kwh",
+    "annual_average_g_per_kwh",
+    "co2e_g",
+    "co2e_g_annual_average",
+    "flops",
+    "params_total",
+    "cost",
+]
+
+
+def render_csv(report: Mapping[str, Any]) -> str:
+    """One row per run (``scope=run``) then ``total``, ``final`` and ``tuning`` rows."""
+    metric_keys = sorted({k for r in report["runs"] for k in r["pricetag"]["metrics"]})
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS + [f"metric_{k}" for k in metric_keys])
+
+    def comp(parts: Sequence[Mapping[str, Any]], name: str) -> float | None:
+        c = next((c for c in parts if c["component"] == name), None)
+        return None if c is None else c["energy_kwh"]
+
+    def opt(x: Any) -> Any:
+        return "" if x is None else x
+
+    for r in report["runs"]:
+        t = r["pricetag"]
+        i = t["intensity"] or {}
+        hw = hardware_text(
+            {
+                "gpus": t["hardware"]["gpus"],
+                "cpu_packages": t["hardware"]["cpu_packages"],
+                "cpu_models": [t["hardware"]["cpu_model"]] if t["hardware"]["cpu_model"] else [],
+            }
+        )
+        src = " ".join(str(i[k]) for k in ("source", "zone", "kind", "period") if i.get(k))
+        w.writerow(
+            [
+                "run",
+                r["id"],
+                r["project"],
+                r["name"],
+                r["status"],
+                t["final"],
+                r["started_at"],
+                t["duration_s"],
+                t["device_hours"],
+                hw,
+                t["energy_kwh"],
+                *(opt(comp(t["energy_by_component"], c)) for c in ("gpu", "cpu", "dram", "ram")),
+                ";".join(sorted({m for c in t["energy_by_component"] for m in c["methods"]})),
+                t["pue"],
+                t["facility_energy_kwh"],
+                opt(t["region"]),
+                src,
+                opt(i.get("time_weighted_g_per_kwh")),
+                opt(i.get("annual_average_g_per_kwh")),
+                opt(t["co2e_g"]),
+                opt(t["co2e_g_annual_average"]),
+                opt(t["flops"]),
+                opt(t["params_total"]),
+                opt(t.get("cost")),
+                *(opt(t["metrics"].get(k)) for k in metric_keys),
+            ]
+        )
+    for scope in ("totals", "final", "tuning"):
+        a = report[scope]
+        if not a:
+            continue
+        w.writerow(
+            [
+                "total" if scope == "totals" else scope,
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                a["duration_s"],
+                a["device_hours"],
+                hardware_text(a),
+                a["energy_kwh"],
+                *(opt(comp(a["energy_by_component"], c)) for c in ("gpu", "cpu", "dram", "ram")),
+                ";".join(sorted({m for c in a["energy_by_component"] for m in c["methods"]})),
+                ";".join(f"{p:g}" for p in a["pue"]),
+                a["facility_energy_kwh"],
+                "",
+                "; ".join(a["intensity_sources"]),
+                opt(a["time_weighted_g_per_kwh"]),
+                opt(a["annual_average_g_per_kwh"]),
+                opt(a["co2e_g"]),
+                opt(a["co2e_g_annual_average"]),
+                opt(a["flops"]),
+                opt(a["params_total"]),
+                opt(a["cost"]),
+                *(opt((a["metrics"].get(k) or {}).get("mean")) for k in metric_keys),
+            ]
+        )
+    return buf.getvalue()
