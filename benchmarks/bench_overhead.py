@@ -24,15 +24,15 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 PY = sys.executable
 
 
 def _run(code: str, env: dict[str, str]) -> dict:
-    out = subprocess.run([PY, "-c", textwrap.dedent(code)], env=env, capture_output=True,
-                         text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [PY, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -111,8 +111,13 @@ print(json.dumps({"cpu_s": c1 - c0, "wall_s": T}))
 
 
 def sampler_cost(code: str, seconds: float, interval: float, env: dict[str, str]) -> dict:
-    out = subprocess.run([PY, "-c", textwrap.dedent(code), str(seconds), str(interval)], env=env,
-                         capture_output=True, text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [PY, "-c", textwrap.dedent(code), str(seconds), str(interval)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -168,8 +173,9 @@ def main() -> None:
     window = 10.0 if args.quick else 30.0
     with tempfile.TemporaryDirectory() as home:
         env = dict(os.environ, GREENTRACK_HOME=home, GREENTRACK_DB=f"sqlite:///{home}/b.db")
-        subprocess.run([PY, "-m", "greentrack", "db", "upgrade"], env=env, check=True,
-                       capture_output=True)  # fmt: skip
+        subprocess.run(
+            [PY, "-m", "greentrack", "db", "upgrade"], env=env, check=True, capture_output=True
+        )
         res: dict = {"import_greentrack_s": import_time(env)}
         res["greentrack_fixed"] = _run(GT_FIXED, env)
         res["codecarbon_fixed"] = _run(CC_FIXED, env)
@@ -194,12 +200,16 @@ def main() -> None:
     print("|---|---|---|")
     for interval in (1.0, 0.1):
         s = res[f"sampler_{interval}"]
-        print(f"| every {interval:g} s | {s['greentrack_core_pct']:.3f} % | "
-              f"{s['codecarbon_core_pct']:.3f} % |")  # fmt: skip
+        print(
+            f"| every {interval:g} s | {s['greentrack_core_pct']:.3f} % | "
+            f"{s['codecarbon_core_pct']:.3f} % |"
+        )
     w = res["week"]
-    print(f"\nsimulated week at 1 s (604,800 samples x 4 devices, stored in SQLite): "
-          f"RSS growth {w['rss_growth_mb']:.1f} MB, {w['kept_points']} points kept, "
-          f"{w['seconds']:.1f} s to simulate")  # fmt: skip
+    print(
+        f"\nsimulated week at 1 s (604,800 samples x 4 devices, stored in SQLite): "
+        f"RSS growth {w['rss_growth_mb']:.1f} MB, {w['kept_points']} points kept, "
+        f"{w['seconds']:.1f} s to simulate"
+    )
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
 

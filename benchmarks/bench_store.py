@@ -40,10 +40,19 @@ def fill(url: str, n_runs: int, n_samples: int) -> list[str]:
             "INSERT INTO runs (id, project, name, status, started_at, ended_at, duration_s, "
             "energy_j, pue, world_size, checkpoint_s, checkpoint_seq) VALUES (:id, :project, "
             ":name, 'finished', :s, :e, :d, :j, 1.0, 1, 10.0, 1)",
-            [{"id": rid, "project": f"p{i % 20}", "name": f"run{i}",
-              "s": t0 + timedelta(minutes=i), "e": t0 + timedelta(minutes=i, seconds=per_run),
-              "d": float(per_run), "j": 1000.0 * per_run} for i, rid in enumerate(ids)],
-        )  # fmt: skip
+            [
+                {
+                    "id": rid,
+                    "project": f"p{i % 20}",
+                    "name": f"run{i}",
+                    "s": t0 + timedelta(minutes=i),
+                    "e": t0 + timedelta(minutes=i, seconds=per_run),
+                    "d": float(per_run),
+                    "j": 1000.0 * per_run,
+                }
+                for i, rid in enumerate(ids)
+            ],
+        )
         conn.executemany(
             "INSERT INTO components (run_id, rank, host, component, device, energy_j, method, "
             "seq) VALUES (:r, 0, 'h', 'gpu', 'gpu:0', :j, 'counter', 1)",
@@ -71,8 +80,9 @@ def timed(args: list[str], env: dict[str, str]) -> float:
     times = []
     for _ in range(5):
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "greentrack", *args], env=env, check=True,
-                       capture_output=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "greentrack", *args], env=env, check=True, capture_output=True
+        )
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 

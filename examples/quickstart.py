@@ -16,7 +16,6 @@ from torch import nn
 
 import greentrack as gt
 
-
 RULE = torch.randn(32, 4, generator=torch.Generator().manual_seed(1234))  # (32, 4)
 
 
@@ -38,8 +37,13 @@ def main() -> None:
     model = nn.Sequential(nn.Linear(32, 128), nn.ReLU(), nn.Linear(128, 4))
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
 
-    with gt.track("mlp", project="quickstart", region=args.region, interval_s=0.2,
-                  params={"lr": 3e-3, "epochs": args.epochs}) as run:  # fmt: skip
+    with gt.track(
+        "mlp",
+        project="quickstart",
+        region=args.region,
+        interval_s=0.2,
+        params={"lr": 3e-3, "epochs": args.epochs},
+    ) as run:
         for epoch in range(args.epochs):
             with run.phase("epoch"):
                 model.train()

@@ -35,7 +35,13 @@ _LAZY = {
 __all__ = ["GreentrackError", "errors", *sorted(_LAZY)]
 
 if TYPE_CHECKING:
-    from greentrack.tracker import ComponentEnergy, PhaseSummary, Run, RunSummary, track
+    from greentrack.tracker import (  # noqa: F401
+        ComponentEnergy,
+        PhaseSummary,
+        Run,
+        RunSummary,
+        track,
+    )
 
 
 def __getattr__(name: str) -> Any:

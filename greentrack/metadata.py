@@ -24,8 +24,9 @@ def secret_values(providers: dict[str, dict[str, Any]] | None = None) -> list[st
     out = []
     for opts in (providers or {}).values():
         for k, v in opts.items():
-            if isinstance(v, str) and any(w in k.lower() for w in ("token", "password", "secret",
-                                                                    "key")):  # fmt: skip
+            if isinstance(v, str) and any(
+                w in k.lower() for w in ("token", "password", "secret", "key")
+            ):
                 out.append(v)
     return out
 

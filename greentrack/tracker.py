@@ -339,7 +339,7 @@ class Run:
             self._account_carbon()
         except GreentrackError as e:
             self._on_warning("carbon", f"CO2e not computed: {e}")
-        except Exception as e:  # noqa: BLE001 - a bug of ours must not lose the measured energy
+        except Exception as e:
             log.exception("greentrack: internal error while accounting CO2e")
             self._on_warning("carbon", f"CO2e not computed: internal error {type(e).__name__}: {e}")
         self._checkpoint(self._sampler.take_pending(), final=True)
@@ -380,9 +380,14 @@ class Run:
         with self._state_lock:
             parent = self._phase_stack[-1].path + "/" if self._phase_stack else ""
             opened = _OpenPhase(
-                uuid.uuid4().hex, name, parent + name, len(self._phase_stack), t0_mono, t0_wall,
+                uuid.uuid4().hex,
+                name,
+                parent + name,
+                len(self._phase_stack),
+                t0_mono,
+                t0_wall,
                 readings,
-            )  # fmt: skip
+            )
             self._phase_stack.append(opened)
         return opened
 
@@ -620,7 +625,7 @@ class Run:
         self._prefetch()
         try:
             self._checkpoint(points, final=False)
-        except Exception as e:  # noqa: BLE001 - the sampler thread must survive our own bugs
+        except Exception as e:
             log.exception("greentrack: checkpoint failed: %s", e)
 
     def _run_fields(self, final: bool) -> dict[str, Any]:
@@ -652,8 +657,13 @@ class Run:
         if final:
             fields["ended_at"] = _utc(self.t0_wall + (now_mono - self.t0_mono))
             fields["error"] = self.error
-            for k in ("region_origin", "co2e_g", "co2e_g_annual", "intensity_source",
-                      "intensity_series"):  # fmt: skip
+            for k in (
+                "region_origin",
+                "co2e_g",
+                "co2e_g_annual",
+                "intensity_source",
+                "intensity_series",
+            ):
                 if k in self._carbon:
                     fields[k] = self._carbon[k]
         return fields

@@ -1,4 +1,4 @@
-"""Alembic environment for greentrack. Run through ``greentrack db upgrade`` (no alembic.ini needed)."""
+"""Alembic environment for greentrack; run it through ``greentrack db upgrade``."""
 
 from __future__ import annotations
 

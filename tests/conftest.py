@@ -32,10 +32,19 @@ def gt_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     empty_sysfs = tmp_path / "no-sysfs"
     empty_sysfs.mkdir()
     monkeypatch.setenv("GREENTRACK_SYSFS", str(empty_sysfs))
-    for var in ("GREENTRACK_DB", "GREENTRACK_REGION", "GREENTRACK_PUE", "GREENTRACK_PROVIDER",
-                "GREENTRACK_INTERVAL_S", "GREENTRACK_RUN_ID", "GREENTRACK_PLAN",
-                "GREENTRACK_PROJECT", "ELECTRICITYMAPS_TOKEN", "WATTTIME_USERNAME",
-                "WATTTIME_PASSWORD"):  # fmt: skip
+    for var in (
+        "GREENTRACK_DB",
+        "GREENTRACK_REGION",
+        "GREENTRACK_PUE",
+        "GREENTRACK_PROVIDER",
+        "GREENTRACK_INTERVAL_S",
+        "GREENTRACK_RUN_ID",
+        "GREENTRACK_PLAN",
+        "GREENTRACK_PROJECT",
+        "ELECTRICITYMAPS_TOKEN",
+        "WATTTIME_USERNAME",
+        "WATTTIME_PASSWORD",
+    ):
         monkeypatch.delenv(var, raising=False)
     return home
 
@@ -44,7 +53,9 @@ def _pg_admin():
     import psycopg
 
     return psycopg.connect(
-        PG_BASE.replace("postgresql+psycopg://", "postgresql://"), autocommit=True, connect_timeout=3
+        PG_BASE.replace("postgresql+psycopg://", "postgresql://"),
+        autocommit=True,
+        connect_timeout=3,
     )
 
 

@@ -26,8 +26,9 @@ def make_runs(url: str) -> list[str]:
     ids = []
     for i, (project, tag) in enumerate([("cifar", "a"), ("cifar", "b"), ("imagenet", "a")]):
         meter = ReplayMeter([(0.0, {"gpu:0": 100.0 * 10**i})])
-        with gt.track(f"r{i}", project=project, db=url, meters=[meter], tags={"t": tag},
-                      params={"lr": i}) as run:  # fmt: skip
+        with gt.track(
+            f"r{i}", project=project, db=url, meters=[meter], tags={"t": tag}, params={"lr": i}
+        ) as run:
             with run.phase("train"):
                 time.sleep(0.02)
             run.log(step=0, acc=0.5 + i / 10)
@@ -46,13 +47,28 @@ def test_runs_lists_newest_first_with_filters_and_formats(store_url: str) -> Non
     assert code == 0, out
     objs = json.loads(out)
     assert [o["id"] for o in objs] == ids[::-1]
-    required = {"id", "project", "name", "status", "started_at", "ended_at", "duration_s",
-                "energy_j", "energy_kwh", "components", "phases", "metrics", "params", "tags"}  # fmt: skip
+    required = {
+        "id",
+        "project",
+        "name",
+        "status",
+        "started_at",
+        "ended_at",
+        "duration_s",
+        "energy_j",
+        "energy_kwh",
+        "components",
+        "phases",
+        "metrics",
+        "params",
+        "tags",
+    }
     assert required <= set(objs[0])
     assert objs[0]["components"][0].keys() >= {"component", "device", "energy_j", "method"}
     assert objs[0]["phases"][0].keys() >= {"name", "duration_s", "energy_j"}
-    code, out = invoke("runs", "--db", store_url, "--project", "cifar", "--tag", "t=b",
-                       "--format", "json")  # fmt: skip
+    code, out = invoke(
+        "runs", "--db", store_url, "--project", "cifar", "--tag", "t=b", "--format", "json"
+    )
     assert [o["id"] for o in json.loads(out)] == [ids[1]]
     code, out = invoke("runs", "--db", store_url, "--sort", "energy", "--asc", "--format", "csv")
     lines = out.strip().splitlines()
@@ -88,8 +104,9 @@ def test_bad_run_ids_and_options_are_one_line_errors(sqlite_url: str) -> None:
 
 
 def test_ambiguous_prefix(sqlite_url: str) -> None:
-    from greentrack.store.writer import StoreWriter
     from tests_helpers import checkpoint
+
+    from greentrack.store.writer import StoreWriter
 
     w = StoreWriter(sqlite_url)
     w.write(checkpoint("abc1" + "0" * 28))
@@ -120,13 +137,15 @@ def test_every_command_has_help_with_an_example() -> None:
                 yield from walk(sub, [*path, name])
 
     readme = (REPO / "README.md").read_text()
-    for path, cmd in walk(main, []):
+    for path, _cmd in walk(main, []):
         if not path:
             continue
         code, out = invoke(*path, "--help")
         assert code == 0, path
         assert "Example" in out, f"`greentrack {' '.join(path)} --help` has no example"
-        assert f"greentrack {' '.join(path)}" in readme, f"README lacks `greentrack {' '.join(path)}`"
+        assert f"greentrack {' '.join(path)}" in readme, (
+            f"README lacks `greentrack {' '.join(path)}`"
+        )
 
 
 def _env(home: Path, url: str) -> dict[str, str]:
@@ -138,15 +157,31 @@ def _env(home: Path, url: str) -> dict[str, str]:
 def test_run_command_returns_the_exit_code_and_tracks_it(sqlite_url: str, gt_home: Path) -> None:
     env = _env(gt_home, sqlite_url)
     done = subprocess.run(
-        [sys.executable, "-m", "greentrack", "run", "--project", "cli", "--", sys.executable,
-         "-c", "import time, sys; time.sleep(0.3); sys.exit(3)"],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "greentrack",
+            "run",
+            "--project",
+            "cli",
+            "--",
+            sys.executable,
+            "-c",
+            "import time, sys; time.sleep(0.3); sys.exit(3)",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 3, done.stderr
     out = subprocess.run(
         [sys.executable, "-m", "greentrack", "show", "latest", "--format", "json"],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     obj = json.loads(out.stdout)
     assert obj["status"] == "failed" and obj["error"] == "exit code 3"
     assert obj["project"] == "cli" and obj["duration_s"] >= 0.3
@@ -168,8 +203,9 @@ CHILD = textwrap.dedent(
 
 
 def _start_child(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    child = subprocess.Popen([sys.executable, "-c", CHILD], env=env, stdout=subprocess.PIPE,
-                             text=True)  # fmt: skip
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD], env=env, stdout=subprocess.PIPE, text=True
+    )
     assert child.stdout is not None
     run_id = child.stdout.readline().strip()
     time.sleep(1.0)  # several checkpoints
@@ -195,7 +231,7 @@ def test_sigterm_leaves_an_interrupted_run(sqlite_url: str, gt_home: Path) -> No
     child, run_id = _start_child(_env(gt_home, sqlite_url))
     child.send_signal(signal.SIGTERM)
     assert child.wait(timeout=20) == -signal.SIGTERM  # the default action still happens
-    code, out = invoke("show", run_id, "--db", sqlite_url, "--format", "json")
+    _, out = invoke("show", run_id, "--db", sqlite_url, "--format", "json")
     obj = json.loads(out)
     assert obj["status"] == "interrupted" and "SIGTERM" in obj["error"]
     assert obj["energy_j"] == pytest.approx(200.0 * obj["duration_s"], rel=0.05)

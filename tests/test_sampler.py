@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -27,8 +28,14 @@ def simulate(seconds: int, interval_s: float, max_points: int) -> tuple[Sampler,
     clock = FakeClock()
     trace = [(0.0, {"gpu:0": 300.0}), (seconds / 2, {"gpu:0": 100.0})]
     flushed: list = []
-    sampler = Sampler([ReplayMeter(trace)], interval_s=interval_s, checkpoint_s=10.0,
-                      on_checkpoint=flushed.extend, max_points=max_points, clock=clock)  # fmt: skip
+    sampler = Sampler(
+        [ReplayMeter(trace)],
+        interval_s=interval_s,
+        checkpoint_s=10.0,
+        on_checkpoint=flushed.extend,
+        max_points=max_points,
+        clock=clock,
+    )
     with sampler._lock:  # start without threads: the test drives the clock
         for m in sampler.meters:
             m.start(clock.mono)
@@ -49,14 +56,15 @@ def test_kept_points_grow_logarithmically_and_energy_is_exact() -> None:
     sampler, flushed = simulate(seconds, 1.0, max_points)
     series = sampler.series["gpu:0"]
     n = len(series.t_s)
-    # spacing = max(interval, elapsed / max_points): ~max_points * (1 + ln(T / (interval*max_points)))
+    # spacing = max(interval, elapsed / max_points): ~max_points * (1 + ln(T / max_points))
     bound = max_points * (1 + math.log(seconds / max_points)) + 2
     assert max_points < n <= bound
     assert n == len(flushed)  # every kept point reached the store exactly once
     expected_j = 300.0 * seconds / 2 + 100.0 * seconds / 2
     assert series.energy_j[-1] == pytest.approx(expected_j, rel=1e-12)
     # Each stored power is the mean over its interval: it reconstructs the energy exactly.
-    energy = sum(p * (t1 - t0) for (_, _, t0, _, _), (_, _, t1, _, p) in zip(flushed, flushed[1:]))
+    pairs = itertools.pairwise(flushed)
+    energy = sum(p * (t1 - t0) for (_, _, t0, _, _), (_, _, t1, _, p) in pairs)
     assert energy == pytest.approx(expected_j, rel=1e-9)
 
 

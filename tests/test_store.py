@@ -48,12 +48,35 @@ def _cp(run_id: str, seq: int, energy_j: float, status: str = "running", **extra
         run_id=run_id,
         rank=0,
         seq=seq,
-        run={"project": "p", "name": "n", "status": status, "started_at": t0,
-             "heartbeat_at": t0, "duration_s": float(seq), "pue": 1.0, "meta": {"a": 1}},  # fmt: skip
-        components=[{"component": "gpu", "device": "gpu:0", "energy_j": energy_j,
-                     "method": "counter", "model": "H100", "host": "h"}],  # fmt: skip
-        samples=[{"device": "gpu:0", "component": "gpu", "t_s": 1.7e9 + seq, "energy_j": energy_j,
-                  "power_w": 100.0}],  # fmt: skip
+        run={
+            "project": "p",
+            "name": "n",
+            "status": status,
+            "started_at": t0,
+            "heartbeat_at": t0,
+            "duration_s": float(seq),
+            "pue": 1.0,
+            "meta": {"a": 1},
+        },
+        components=[
+            {
+                "component": "gpu",
+                "device": "gpu:0",
+                "energy_j": energy_j,
+                "method": "counter",
+                "model": "H100",
+                "host": "h",
+            }
+        ],
+        samples=[
+            {
+                "device": "gpu:0",
+                "component": "gpu",
+                "t_s": 1.7e9 + seq,
+                "energy_j": energy_j,
+                "power_w": 100.0,
+            }
+        ],
         **extra,
     )
 
@@ -133,8 +156,15 @@ def test_spool_replays_into_the_store(sqlite_url: str, tmp_path) -> None:
     spool = Spool(tmp_path / "spool")
     rid = "ef" * 16
     spool.append(_cp(rid, 1, 10.0))
-    spool.append(_cp(rid, 2, 20.0, status="finished", metrics=[
-        {"key": "acc", "step": 1, "value": 0.5, "t_s": 1.7e9}]))  # fmt: skip
+    spool.append(
+        _cp(
+            rid,
+            2,
+            20.0,
+            status="finished",
+            metrics=[{"key": "acc", "step": 1, "value": 0.5, "t_s": 1.7e9}],
+        )
+    )
     path = spool.path(rid, 0)
     assert (path.stat().st_mode & 0o777) == 0o600
     with path.open("a") as f:

@@ -35,8 +35,15 @@ def busy(seconds: float) -> None:
 
 
 def test_context_manager_measures_energy_and_phases(store_url: str) -> None:
-    with gt.track("finetune", project="cifar", db=store_url, meters=[replay()],
-                  interval_s=0.05, params={"lr": 3e-4}, tags={"seed": 1}) as run:  # fmt: skip
+    with gt.track(
+        "finetune",
+        project="cifar",
+        db=store_url,
+        meters=[replay()],
+        interval_s=0.05,
+        params={"lr": 3e-4},
+        tags={"seed": 1},
+    ) as run:
         for epoch in range(2):
             with run.phase("epoch"):
                 with run.phase("eval"):
@@ -79,9 +86,8 @@ def test_user_exception_propagates_unchanged_and_run_failed(sqlite_url: str) -> 
         pass
 
     err = Boom("diverged at step 7")
-    with pytest.raises(Boom) as caught:
-        with gt.track("x", db=sqlite_url, meters=[replay()]) as run:
-            raise err
+    with pytest.raises(Boom) as caught, gt.track("x", db=sqlite_url, meters=[replay()]) as run:
+        raise err
     assert caught.value is err
     obj = stored(sqlite_url, run.id)
     assert obj["status"] == "failed"
@@ -89,9 +95,8 @@ def test_user_exception_propagates_unchanged_and_run_failed(sqlite_url: str) -> 
 
 
 def test_keyboard_interrupt_marks_interrupted(sqlite_url: str) -> None:
-    with pytest.raises(KeyboardInterrupt):
-        with gt.track("x", db=sqlite_url, meters=[replay()]) as run:
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), gt.track("x", db=sqlite_url, meters=[replay()]) as run:
+        raise KeyboardInterrupt
     assert stored(sqlite_url, run.id)["status"] == "interrupted"
 
 
@@ -180,9 +185,11 @@ def test_meter_failure_is_a_warning_on_the_run_not_an_exception(sqlite_url: str)
 
 def test_bad_db_url_is_one_line_error_before_training() -> None:
     ran = []
-    with pytest.raises(DatabaseURLError) as caught:
-        with gt.track("x", db="mysql://nope/db", meters=[replay()]):
-            ran.append(1)
+    with (
+        pytest.raises(DatabaseURLError) as caught,
+        gt.track("x", db="mysql://nope/db", meters=[replay()]),
+    ):
+        ran.append(1)
     assert not ran
     assert "\n" not in str(caught.value) and "sqlite:///" in str(caught.value)
 
@@ -190,8 +197,9 @@ def test_bad_db_url_is_one_line_error_before_training() -> None:
 def test_progress_forecast_and_budget(sqlite_url: str) -> None:
     steps_run = 0
     budget_kwh = 290.0 * 0.5 / 3.6e6  # ~0.5 s of the replayed power
-    with gt.track("b", db=sqlite_url, meters=[replay()], budget_kwh=budget_kwh,
-                  interval_s=0.02) as run:  # fmt: skip
+    with gt.track(
+        "b", db=sqlite_url, meters=[replay()], budget_kwh=budget_kwh, interval_s=0.02
+    ) as run:
         for step in range(1000):
             if run.over_budget:
                 break

@@ -13,8 +13,24 @@ def checkpoint(run_id: str, seq: int = 1, energy_j: float = 1.0, **run: object) 
         run_id=run_id,
         rank=0,
         seq=seq,
-        run={"project": "p", "name": "n", "status": "finished", "started_at": t0,
-             "heartbeat_at": t0, "duration_s": 1.0, "pue": 1.0, **run},  # fmt: skip
-        components=[{"component": "gpu", "device": "gpu:0", "energy_j": energy_j,
-                     "method": "counter", "model": None, "host": "h"}],  # fmt: skip
+        run={
+            "project": "p",
+            "name": "n",
+            "status": "finished",
+            "started_at": t0,
+            "heartbeat_at": t0,
+            "duration_s": 1.0,
+            "pue": 1.0,
+            **run,
+        },
+        components=[
+            {
+                "component": "gpu",
+                "device": "gpu:0",
+                "energy_j": energy_j,
+                "method": "counter",
+                "model": None,
+                "host": "h",
+            }
+        ],
     )

@@ -105,11 +105,13 @@ def account_run(
         np.concatenate([np.asarray(series[d][0], dtype=np.float64) for d in devices] or [[]]),
         np.concatenate([np.asarray(series[d][1], dtype=np.float64) for d in devices] or [[]]),
         intensity,
-        device=np.concatenate([np.full(len(series[d][0]), d, dtype=object) for d in devices]
-                              or [np.array([], dtype=object)]),
+        device=np.concatenate(
+            [np.full(len(series[d][0]), d, dtype=object) for d in devices]
+            or [np.array([], dtype=object)]
+        ),
         pue=pue,
         start_s=t0_s,
-    )  # fmt: skip
+    )
     device_g = dict(account.per_device)
     # Phase energy is measured at the phase boundaries; it is booked at the phase's mean intensity.
     phase_g: dict[str, float] = {}

@@ -27,7 +27,8 @@ class Provenance:
             ``uk-carbon-intensity``.
         zone: the zone id the figure is for (``ES``, ``US-CAL-CISO``, ``gcp:europe-west1``).
         kind: ``average`` or ``marginal``.
-        period: the period the data covers, e.g. ``2022`` or ``2022-03-01T00:00Z/2022-03-02T00:00Z``.
+        period: the period the data covers, e.g. ``2022`` or
+            ``2022-03-01T00:00Z/2022-03-02T00:00Z``.
         detail: free text (file name, provider endpoint, fallback reason).
     """
 

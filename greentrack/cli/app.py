@@ -37,13 +37,14 @@ def translate_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except GreentrackError as e:
             from greentrack.security import mask_url
 
-            raise click.ClickException(mask_url(str(e).splitlines()[0] if str(e) else repr(e)))
+            message = str(e).splitlines()[0] if str(e) else repr(e)
+            raise click.ClickException(mask_url(message)) from None
 
     return wrapper
 
 
 def db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``--db URL``: the store to use (default: ``GREENTRACK_DB`` or SQLite in ``GREENTRACK_HOME``)."""
+    """``--db URL``: the store (default: ``GREENTRACK_DB``, or SQLite in ``GREENTRACK_HOME``)."""
     return click.option(
         "--db",
         "db_url",

@@ -33,8 +33,9 @@ def _methods(obj: dict[str, Any]) -> str:
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in
-              enumerate(headers)]  # fmt: skip
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     return "\n".join(line.rstrip() for line in lines)
@@ -87,8 +88,18 @@ def runs_cmd(project, status, tags, since, sort, asc, limit, fmt, db_url) -> Non
     if fmt == "json":
         echo_json(objs)
         return
-    headers = ["id", "project", "name", "status", "started (UTC)", "duration", "energy",
-               "method", "CO2e", "region"]  # fmt: skip
+    headers = [
+        "id",
+        "project",
+        "name",
+        "status",
+        "started (UTC)",
+        "duration",
+        "energy",
+        "method",
+        "CO2e",
+        "region",
+    ]
     table = [
         [
             o["id"][:8],
@@ -107,12 +118,39 @@ def runs_cmd(project, status, tags, since, sort, asc, limit, fmt, db_url) -> Non
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(["id", "project", "name", "status", "started_at", "ended_at", "duration_s",
-                    "energy_j", "energy_kwh", "methods", "co2e_g", "region"])  # fmt: skip
+        w.writerow(
+            [
+                "id",
+                "project",
+                "name",
+                "status",
+                "started_at",
+                "ended_at",
+                "duration_s",
+                "energy_j",
+                "energy_kwh",
+                "methods",
+                "co2e_g",
+                "region",
+            ]
+        )
         for o in objs:
-            w.writerow([o["id"], o["project"], o["name"], o["status"], o["started_at"],
-                        o["ended_at"], o["duration_s"], o["energy_j"], o["energy_kwh"],
-                        _methods(o), o["co2e_g"], o["region"]])  # fmt: skip
+            w.writerow(
+                [
+                    o["id"],
+                    o["project"],
+                    o["name"],
+                    o["status"],
+                    o["started_at"],
+                    o["ended_at"],
+                    o["duration_s"],
+                    o["energy_j"],
+                    o["energy_kwh"],
+                    _methods(o),
+                    o["co2e_g"],
+                    o["region"],
+                ]
+            )
         click.echo(buf.getvalue(), nl=False)
         return
     click.echo(_table(headers, table) if table else "no runs yet: try `greentrack run -- CMD`")

@@ -62,12 +62,13 @@ def _columns(report: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [("All runs", report["totals"])]
 
 
-def hardware_text(agg: Mapping[str, Any]) -> str:
-    parts = [f"{g['count']} x {g['model']}" for g in agg["gpus"]]
+def hardware_text(agg: Mapping[str, Any], sep: str = "; ") -> str:
+    """``2 × NVIDIA A100; AMD EPYC 7742`` (GPU models with counts, then CPU models)."""
+    parts = [f"{g['count']} × {g['model']}" for g in agg["gpus"]]
     for m in agg["cpu_models"]:
         n = agg["cpu_packages"]
         parts.append(f"{m}" + (f" ({n} packages)" if n > 1 else ""))
-    return "; ".join(parts) or NA
+    return sep.join(parts) or NA
 
 
 def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[Row]]:
@@ -103,7 +104,7 @@ def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[Row]]:
         Row(
             "Device-hours",
             [a["device_hours"] for a in aggs],
-            "wall time x devices (GPUs, else CPU packages)",
+            "wall time × devices (GPUs, else CPU packages)",
             unit=unit,
         )
     )
@@ -138,7 +139,7 @@ def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[Row]]:
         Row(
             "Energy, facility",
             [a["facility_energy_kwh"] for a in aggs],
-            "device energy x PUE",
+            "device energy × PUE",
             unit="kWh",
         )
     )
@@ -156,7 +157,7 @@ def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[Row]]:
         Row(
             "Carbon intensity, time-weighted",
             [a["time_weighted_g_per_kwh"] for a in aggs],
-            f"{srcs}; CO2e / facility energy",
+            f"{srcs}; CO₂e / facility energy",
             unit="g/kWh",
         )
     )
@@ -170,17 +171,17 @@ def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[Row]]:
     )
     rows.append(
         Row(
-            "CO2e, time-weighted",
+            "CO₂e, time-weighted",
             [a["co2e_g"] for a in aggs],
-            "Σ interval energy x interval intensity",
+            "Σ interval energy × interval intensity",
             unit="g",
         )
     )
     rows.append(
         Row(
-            "CO2e, annual average",
+            "CO₂e, annual average",
             [a["co2e_g_annual_average"] for a in aggs],
-            "facility energy x annual average",
+            "facility energy × annual average",
             unit="g",
         )
     )
@@ -196,9 +197,9 @@ def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[Row]]:
         if report["totals"]["co2e_g"] is not None:
             rows.append(
                 Row(
-                    "Share of CO2e",
+                    "Share of CO₂e",
                     [a.get("share_co2e_pct") for a in aggs[:2]] + [100.0],
-                    "part of all runs' CO2e",
+                    "part of all runs' CO₂e",
                     kind="pct",
                 )
             )
@@ -233,7 +234,7 @@ def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[Row]]:
             Row(
                 "Electricity cost",
                 [a["cost"] for a in aggs],
-                f"facility energy x {price:g} {cur}/kWh (given)",
+                f"facility energy × {price:g} {cur}/kWh (given)",
                 unit=cur,
             )
         )
@@ -332,18 +333,19 @@ def summary_sentence(report: Mapping[str, Any]) -> str:
     )
     text = (
         f"{what} took {fmt_duration(scope['duration_s'])} of wall time on "
-        f"{hardware_text(scope)} ({fmt_num(scope['device_hours'])} device-hours) and used "
+        f"{hardware_text(scope, ' with ')} ({fmt_num(scope['device_hours'])} device-hours) "
+        f"and used "
         f"{fmt_num(scope['facility_energy_kwh'])} kWh"
     )
     if scope["co2e_g"] is not None:
-        text += f", emitting {fmt_num(scope['co2e_g'])} g CO2e (time-weighted)"
+        text += f", emitting {fmt_num(scope['co2e_g'])} g CO₂e (time-weighted)"
     text += "."
     if report["final"] and report["tuning"]["runs"]:
         tu = report["tuning"]
         text += (
             f" The whole development ({t['runs']} runs) used {fmt_num(t['facility_energy_kwh'])} "
             f"kWh"
-            + (f" and {fmt_num(t['co2e_g'])} g CO2e" if t["co2e_g"] is not None else "")
+            + (f" and {fmt_num(t['co2e_g'])} g CO₂e" if t["co2e_g"] is not None else "")
             + f"; tuning took {fmt_num(tu['share_energy_pct'])} % of the energy."
         )
     return text
@@ -360,7 +362,7 @@ def runs_table(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]], s
         "Wall time",
         "Energy (kWh)",
         "Methods",
-        "CO2e (g)",
+        "CO₂e (g)",
         *metric_keys,
     ]
     rows = []
@@ -386,7 +388,7 @@ def runs_table(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]], s
 
 def groups_table(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]], str]:
     metric_keys = sorted({k for g in report["groups"] for k in g["metrics"]})
-    headers = ["Group", "n", "Seeds", "Energy (kWh)", "CO2e (g)", "Wall time (s)", *metric_keys]
+    headers = ["Group", "n", "Seeds", "Energy (kWh)", "CO₂e (g)", "Wall time (s)", *metric_keys]
     rows = []
     for g in report["groups"]:
         params = ", ".join(f"{k}={v}" for k, v in sorted(g["params"].items()))

@@ -36,14 +36,16 @@ _TEX_SPECIAL = {
     "±": r"$\pm$",
     "Σ": r"$\Sigma$",
     "×": r"$\times$",
+    "₂": r"$_2$",
+    "−": r"$-$",
     "≥": r"$\geq$",
 }
 
 
 def tex_escape(text: Any) -> str:
-    """Plain text -> LaTeX (special characters escaped; CO2e typeset as CO$_2$e)."""
+    """Plain text -> LaTeX (special characters escaped; CO₂e typeset as CO$_2$e)."""
     out = "".join(_TEX_SPECIAL.get(ch, ch) for ch in str(text))
-    return out.replace("CO2e", r"CO$_2$e").replace(" x ", r" $\times$ ")
+    return out.replace("CO₂e", r"CO$_2$e")
 
 
 def _tex_num(text: str) -> str:
@@ -144,7 +146,8 @@ def _tex_statement(report: Mapping[str, Any]) -> str:
         r"\cite{schwartz2020green,henderson2020towards}, we measured the energy of our "
         "experiments with greentrack.",
         f" Training {who} took {fmt_duration(scope['duration_s'])} of wall time on "
-        f"{hardware_text(scope)} ({fmt_num(scope['device_hours'])} device-hours) and consumed "
+        f"{hardware_text(scope, ' with ')} ({fmt_num(scope['device_hours'])} device-hours) "
+        f"and consumed "
         f"{fmt_num(scope['energy_kwh'])} kWh of device energy ({comps}), "
         f"{fmt_num(scope['facility_energy_kwh'])} kWh at the facility "
         f"(PUE {', '.join(f'{p:g}' for p in scope['pue'])}).",
@@ -154,7 +157,7 @@ def _tex_statement(report: Mapping[str, Any]) -> str:
         parts.append(
             f" With the time-weighted carbon intensity of the grid ({srcs}) "
             r"\cite{dodge2022measuring} this amounts to "
-            f"{_mass(scope['co2e_g'])} CO2e"
+            f"{_mass(scope['co2e_g'])} CO₂e"
             + (
                 f" ({_mass(scope['co2e_g_annual_average'])} at the annual average intensity)"
                 if scope["co2e_g_annual_average"] is not None
@@ -170,7 +173,7 @@ def _tex_statement(report: Mapping[str, Any]) -> str:
             f" The whole development, {t['runs']} runs including hyper-parameter tuning "
             r"\cite{strubell2019energy}, used "
             f"{fmt_num(t['facility_energy_kwh'])} kWh"
-            + (f" and emitted {_mass(t['co2e_g'])} CO2e" if t["co2e_g"] is not None else "")
+            + (f" and emitted {_mass(t['co2e_g'])} CO₂e" if t["co2e_g"] is not None else "")
             + f"; tuning accounted for {fmt_num(tu['share_energy_pct'])}% of the energy."
         )
     elif t["runs"] > 1 and not report["final"]:
@@ -183,11 +186,16 @@ def _tex_statement(report: Mapping[str, Any]) -> str:
             f" At {report['options']['price_per_kwh']:g} {report['options']['currency']}/kWh "
             f"the electricity cost {fmt_num(t['cost'])} {report['options']['currency']}."
         )
-    return "".join(tex_escape(p) if "\\cite" not in p else _tex_keep_cite(p) for p in parts)
+    text = "".join(tex_escape(p) if "\\cite" not in p else _tex_keep_cite(p) for p in parts)
+    return re.sub(r"(-?\d(?:\.\d+)?)e([+-])(\d+)", _tex_power, text)
+
+
+def _tex_power(m: re.Match[str]) -> str:
+    exp = int(m.group(3)) * (-1 if m.group(2) == "-" else 1)
+    return f"${m.group(1)}\\times10^{{{exp}}}$"
 
 
 def _tex_keep_cite(text: str) -> str:
-
     pieces = re.split(r"(\\cite\{[^}]*\})", text)
     return "".join(p if p.startswith("\\cite{") else tex_escape(p) for p in pieces)
 

@@ -427,35 +427,35 @@ def method_notes(report: Mapping[str, Any]) -> list[str]:
     )
     if "estimated" in methods:
         notes.append(
-            "Estimated components are modelled, not measured: CPU = TDP x machine-wide load "
+            "Estimated components are modelled, not measured: CPU = TDP × machine-wide load "
             "(CodeCarbon's TDP table), RAM = 0.375 W per GiB installed; treat them as rough."
         )
     pues = totals["pue"]
     notes.append(
-        "Facility energy = device energy x PUE ("
+        "Facility energy = device energy × PUE ("
         + ", ".join(f"{p:g}" for p in pues)
         + "); a PUE of 1 leaves data-centre overhead (cooling, power delivery) out."
     )
     if totals["co2e_g"] is not None:
         srcs = "; ".join(totals["intensity_sources"]) or "unknown source"
         notes.append(
-            "CO2e (time-weighted) = the facility energy of every interval between two samples x "
+            "CO₂e (time-weighted) = the facility energy of every interval between two samples × "
             f"the mean grid carbon intensity over that interval ({srcs}); the intensity shown is "
-            "CO2e / facility energy."
+            "CO₂e / facility energy."
         )
         notes.append(
-            "CO2e (annual average) = facility energy x the zone's static annual average intensity "
+            "CO₂e (annual average) = facility energy × the zone's static annual average intensity "
             "(CodeCarbon's energy-mix data), for comparison with reports that use yearly figures."
         )
     if totals["runs_without_co2e"]:
         notes.append(
-            f"{totals['runs_without_co2e']} run(s) have no CO2e (no intensity data when they "
-            "ended); totals of CO2e leave them out."
+            f"{totals['runs_without_co2e']} run(s) have no CO₂e (no intensity data when they "
+            "ended); totals of CO₂e leave them out."
         )
     kinds = totals["device_kinds"]
     if kinds:
         notes.append(
-            "Device-hours = wall time x number of GPUs measured (x CPU packages for runs without "
+            "Device-hours = wall time × number of GPUs measured (× CPU packages for runs without "
             "a GPU)."
         )
     if totals["flops"] is not None or report["options"]["show_flops"]:
@@ -478,7 +478,7 @@ def method_notes(report: Mapping[str, Any]) -> list[str]:
             notes.append(
                 "Final runs are those tagged final=true or named with --final; every other run "
                 "in the report counts as development/tuning. Shares are of facility energy and "
-                "of CO2e. Failed, interrupted and crashed runs count (energy to their last "
+                "of CO₂e. Failed, interrupted and crashed runs count (energy to their last "
                 "checkpoint)."
             )
         else:
@@ -495,7 +495,7 @@ def method_notes(report: Mapping[str, Any]) -> list[str]:
     price = report["options"]["price_per_kwh"]
     if price is not None:
         notes.append(
-            f"Electricity cost = facility energy x {price:g} {report['options']['currency']}/kWh "
+            f"Electricity cost = facility energy × {price:g} {report['options']['currency']}/kWh "
             "as given on the command line (not a tariff lookup)."
         )
     return notes

@@ -174,7 +174,7 @@ def run_charts(
                     lines,
                     title="Carbon intensity",
                     x_label="time (UTC)",
-                    y_label="g CO2e/kWh",
+                    y_label="g CO₂e/kWh",
                     bands=bands,
                     x_ticks=ticks,
                     uid=uid + "i",
@@ -224,7 +224,7 @@ def run_page(run: Mapping[str, Any], samples: Sequence[DeviceSeries]) -> str:
         body.append(
             "<h2>Phases</h2><table><thead><tr><th>Phase</th><th class='num'>Count</th>"
             "<th class='num'>Time</th><th class='num'>Energy (kWh)</th>"
-            "<th class='num'>CO2e (g)</th></tr></thead><tbody>"
+            "<th class='num'>CO₂e (g)</th></tr></thead><tbody>"
         )
         for p in run["phase_totals"]:
             body.append(
@@ -330,7 +330,7 @@ def _projects_table(runs: Sequence[Mapping[str, Any]]) -> str:
         "<table class='projects'><thead><tr><th>Project</th><th class='num'>Runs</th>"
         "<th class='num'>Final</th><th class='num'>Wall time (h)</th>"
         "<th class='num'>Device-hours</th><th class='num'>Facility energy (kWh)</th>"
-        "<th class='num'>CO2e (g, time-weighted)</th><th class='num'>Tuning share</th>"
+        "<th class='num'>CO₂e (g, time-weighted)</th><th class='num'>Tuning share</th>"
         f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
 
@@ -365,7 +365,7 @@ def index_page(
 <div class="card"><div class="v">{len(projects):,}</div><div class="k">projects</div></div>
 <div class="card"><div class="v">{fmt_num(energy)} kWh</div>
 <div class="k">facility energy</div></div>
-<div class="card"><div class="v">{fmt_num(co2e)} g</div><div class="k">CO2e, time-weighted
+<div class="card"><div class="v">{fmt_num(co2e)} g</div><div class="k">CO₂e, time-weighted
 ({n_co2e:,} runs with intensity data)</div></div>
 </div>
 <h2>Projects</h2>
@@ -381,14 +381,14 @@ def index_page(
 <span id="count" class="muted"></span>
 </div>
 <p class="muted">{escape(pages_note)} Click a column to sort. Energy is facility energy (device
-energy × PUE); CO2e is time-weighted; methods: counter, sampled, estimated.</p>
+energy × PUE); CO₂e is time-weighted; methods: counter, sampled, estimated.</p>
 <table id="runs"><thead><tr>
 <th class="sortable" data-key="id">Run</th><th class="sortable" data-key="project">Project</th>
 <th class="sortable" data-key="name">Name</th><th class="sortable" data-key="status">Status</th>
 <th class="sortable" data-key="started_at">Started (UTC)</th>
 <th class="sortable num" data-key="duration_s">Wall time (s)</th>
 <th class="sortable num" data-key="facility_energy_kwh">Energy (kWh)</th>
-<th class="sortable num" data-key="co2e_g">CO2e (g)</th>
+<th class="sortable num" data-key="co2e_g">CO₂e (g)</th>
 <th class="sortable" data-key="methods">Methods</th>
 <th class="sortable" data-key="region">Region</th>
 <th class="sortable" data-key="metrics">Metrics</th>

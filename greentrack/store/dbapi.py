@@ -195,14 +195,14 @@ class Connection:
         with self._lock:
             try:
                 self.raw.rollback()
-            except Exception:  # noqa: BLE001 - a dead connection cannot roll back
+            except Exception:
                 pass
 
     def close(self) -> None:
         with self._lock:
             try:
                 self.raw.close()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
 
     def table_names(self) -> set[str]:

@@ -29,8 +29,14 @@ __all__ = [
 ]
 
 J_PER_KWH = 3.6e6
-SORT_COLUMNS = {"started": "started_at", "energy": "energy_j", "duration": "duration_s",
-                "co2e": "co2e_g", "name": "name", "project": "project"}  # fmt: skip
+SORT_COLUMNS = {
+    "started": "started_at",
+    "energy": "energy_j",
+    "duration": "duration_s",
+    "co2e": "co2e_g",
+    "name": "name",
+    "project": "project",
+}
 STATUSES = ("running", "finished", "failed", "interrupted", "crashed")
 _RUN_COLUMNS = (
     "id, project, name, status, started_at, ended_at, heartbeat_at, duration_s, energy_j, pue, "
@@ -69,9 +75,10 @@ def effective_status(row: dict[str, Any], now: datetime | None = None) -> str:
     """``crashed`` for a running run that stopped checkpointing; else the stored status."""
     if row["status"] != "running":
         return row["status"]
-    if row.get("host") == socket.gethostname() and row.get("pid") and row["pid"] != os.getpid():
-        if not _pid_alive(int(row["pid"])):
-            return "crashed"
+    same_host = row.get("host") == socket.gethostname()
+    pid = row.get("pid")
+    if same_host and pid and pid != os.getpid() and not _pid_alive(int(pid)):
+        return "crashed"
     hb = decode_time(row.get("heartbeat_at")) or decode_time(row["started_at"])
     now = now or datetime.now(UTC).replace(tzinfo=None)
     stale_s = max(3.0 * float(row.get("checkpoint_s") or 10.0), 30.0)
@@ -207,8 +214,10 @@ def run_objects(
         phase_rows = sorted(phases[rid], key=lambda p: (decode_time(p["started_at"]), p["depth"]))
         totals: dict[str, dict[str, Any]] = {}
         for p in phase_rows:
-            t = totals.setdefault(p["path"], {"name": p["path"], "count": 0, "duration_s": 0.0,
-                                              "energy_j": 0.0, "co2e_g": None})  # fmt: skip
+            t = totals.setdefault(
+                p["path"],
+                {"name": p["path"], "count": 0, "duration_s": 0.0, "energy_j": 0.0, "co2e_g": None},
+            )
             t["count"] += 1
             t["duration_s"] += p["duration_s"] or 0.0
             t["energy_j"] += p["energy_j"] or 0.0
@@ -250,7 +259,7 @@ def run_objects(
                     "co2e_g": p["co2e_g"],
                 }
                 for p in phase_rows[:1000]
-            ],  # fmt: skip
+            ],
             "phase_totals": list(totals.values()),
             "metrics": metrics.get(rid, {}),
             "params": {p["key"]: p["value"] for p in params[rid]},

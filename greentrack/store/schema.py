@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import importlib.util
 import os
 from collections.abc import Iterator
-import importlib.util
 from pathlib import Path
 
 from greentrack.errors import SchemaOutdatedError, StoreError
@@ -25,7 +25,7 @@ _PG_LOCK_KEY = 0x67726E74  # "grnt": serialises concurrent first-time creation o
 
 
 def migrations_dir() -> Path:
-    """The Alembic scripts: installed as ``greentrack.migrations``, or ``migrations/`` in a checkout."""
+    """The Alembic scripts: ``greentrack.migrations`` when installed, else ``migrations/``."""
     try:
         spec = importlib.util.find_spec("greentrack.migrations")
     except ModuleNotFoundError:

@@ -15,6 +15,7 @@ import fcntl
 import json
 import os
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,15 +28,45 @@ from greentrack.store.schema import ensure_schema
 __all__ = ["Checkpoint", "Spool", "StoreWriter"]
 
 _RUN_INSERT = (
-    "id", "project", "name", "status", "started_at", "heartbeat_at", "energy_j", "pue", "region",
-    "region_origin", "host", "pid", "world_size", "checkpoint_s", "checkpoint_seq", "meta",
-)  # fmt: skip
+    "id",
+    "project",
+    "name",
+    "status",
+    "started_at",
+    "heartbeat_at",
+    "energy_j",
+    "pue",
+    "region",
+    "region_origin",
+    "host",
+    "pid",
+    "world_size",
+    "checkpoint_s",
+    "checkpoint_seq",
+    "meta",
+)
 _RUN_UPDATE = (  # written by the run's owner (rank 0); whoever inserted the row first
-    "started_at", "host", "pid",
-    "status", "ended_at", "heartbeat_at", "duration_s", "pue", "region", "region_origin",
-    "co2e_g", "co2e_g_annual", "intensity_source", "intensity_series", "world_size", "meta",
-    "error", "flops", "plan", "forecast",
-)  # fmt: skip
+    "started_at",
+    "host",
+    "pid",
+    "status",
+    "ended_at",
+    "heartbeat_at",
+    "duration_s",
+    "pue",
+    "region",
+    "region_origin",
+    "co2e_g",
+    "co2e_g_annual",
+    "intensity_source",
+    "intensity_series",
+    "world_size",
+    "meta",
+    "error",
+    "flops",
+    "plan",
+    "forecast",
+)
 
 
 @dataclass
@@ -76,6 +107,37 @@ class Checkpoint:
             events=self.events + newer.events,
             params={**self.params, **newer.params},
             tags={**self.tags, **newer.tags},
+        )
+
+    @classmethod
+    def combine(cls, cps: Sequence[Checkpoint]) -> Checkpoint:
+        """One checkpoint equivalent to writing ``cps`` in order (like chained :meth:`merge`,
+        in linear time). ``cps`` must be non-empty and of one run and rank."""
+        first, last = cps[0], cps[-1]
+        run: dict[str, Any] = {}
+        phases: dict[str, dict[str, Any]] = {}
+        params: dict[str, str] = {}
+        tags: dict[str, str] = {}
+        components: list[dict[str, Any]] = []
+        for cp in cps:
+            run.update(cp.run)
+            phases.update({p["id"]: p for p in cp.phases})
+            params.update(cp.params)
+            tags.update(cp.tags)
+            components = cp.components or components
+        return cls(
+            run_id=first.run_id,
+            rank=first.rank,
+            seq=max(cp.seq for cp in cps),
+            run=run,
+            owner=last.owner,
+            components=components,
+            samples=[x for cp in cps for x in cp.samples],
+            phases=list(phases.values()),
+            metrics=[x for cp in cps for x in cp.metrics],
+            events=[x for cp in cps for x in cp.events],
+            params=params,
+            tags=tags,
         )
 
     # -- spool format: one JSON object per line ---------------------------------------------
@@ -174,12 +236,26 @@ def _write(conn: Connection, cp: Checkpoint) -> None:
         # Lock the run row first: concurrent ranks then sum each other's committed components
         # (PostgreSQL, READ COMMITTED); SQLite serialises writers anyway.
         conn.execute("UPDATE runs SET energy_j = energy_j WHERE id = :id", {"id": rid})
-        cols = ["run_id", "rank", "host", "component", "device", "energy_j", "method", "model",
-                "seq"]  # fmt: skip
-        sql = conn.insert_sql(
-            "components", cols, ["run_id", "rank", "device"],
-            ["energy_j", "method", "model", "host", "seq"],
-        ) + " WHERE components.seq <= excluded.seq"  # fmt: skip
+        cols = [
+            "run_id",
+            "rank",
+            "host",
+            "component",
+            "device",
+            "energy_j",
+            "method",
+            "model",
+            "seq",
+        ]
+        sql = (
+            conn.insert_sql(
+                "components",
+                cols,
+                ["run_id", "rank", "device"],
+                ["energy_j", "method", "model", "host", "seq"],
+            )
+            + " WHERE components.seq <= excluded.seq"
+        )
         conn.executemany(
             sql, [{**c, "run_id": rid, "rank": cp.rank, "seq": cp.seq} for c in cp.components]
         )
@@ -202,15 +278,29 @@ def _write(conn: Connection, cp: Checkpoint) -> None:
             [{**e, "run_id": rid, "rank": cp.rank} for e in cp.events],
         )
     if cp.phases:
-        cols = ["id", "run_id", "rank", "name", "path", "depth", "started_at", "ended_at", "t0_s",
-                "t1_s", "duration_s", "energy_j", "components", "co2e_g"]  # fmt: skip
+        cols = [
+            "id",
+            "run_id",
+            "rank",
+            "name",
+            "path",
+            "depth",
+            "started_at",
+            "ended_at",
+            "t0_s",
+            "t1_s",
+            "duration_s",
+            "energy_j",
+            "components",
+            "co2e_g",
+        ]
         conn.executemany(
             conn.insert_sql(
                 "phases",
                 cols,
                 ["id"],
                 ["ended_at", "t1_s", "duration_s", "energy_j", "components", "co2e_g"],
-            ),  # fmt: skip
+            ),
             [{**{c: p.get(c) for c in cols}, "run_id": rid, "rank": cp.rank} for p in cp.phases],
         )
     if cp.owner and cp.run:
@@ -233,6 +323,9 @@ def _write(conn: Connection, cp: Checkpoint) -> None:
             "WHERE components.run_id = :id) WHERE id = :id",
             {"id": rid},
         )
+
+
+_REPLAY_BATCH_SAMPLES = 50_000  # checkpoints merged into one write while replaying a spool file
 
 
 class Spool:
@@ -329,13 +422,21 @@ class Spool:
             with os.fdopen(os.dup(fd), encoding="utf-8") as f:
                 lines = [ln for ln in f.read().splitlines() if ln.strip()]
             count = 0
+            batch: list[Checkpoint] = []
+            n_samples = 0
             for line in lines:
                 try:
                     cp = Checkpoint.from_json(line)
                 except (ValueError, KeyError, TypeError):
                     continue  # a torn last line after a crash: everything before it is intact
-                writer.write(cp)
+                batch.append(cp)
+                n_samples += len(cp.samples)
                 count += 1
+                if n_samples >= _REPLAY_BATCH_SAMPLES:
+                    writer.write(Checkpoint.combine(batch))  # one transaction per batch
+                    batch, n_samples = [], 0
+            if batch:
+                writer.write(Checkpoint.combine(batch))
             with contextlib.suppress(FileNotFoundError):
                 claimed.unlink()
             return count

@@ -343,7 +343,10 @@ def shapes(
     img = templates[y]  # (N, S, S)
     shifts = torch.randint(-max_shift, max_shift + 1, (n, 2), generator=g)
     img = torch.stack(
-        [torch.roll(im, (int(s[0]), int(s[1])), dims=(0, 1)) for im, s in zip(img, shifts)]
+        [
+            torch.roll(im, (int(s[0]), int(s[1])), dims=(0, 1))
+            for im, s in zip(img, shifts, strict=True)
+        ]
     )
     lo, hi = contrast
     amp = lo + (hi - lo) * torch.rand(n, 1, 1, generator=g)
@@ -415,7 +418,7 @@ def load_tiny_shakespeare(
         )
     cache.mkdir(parents=True, exist_ok=True)
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 (user's URL)
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
             payload = resp.read()
     except (urllib.error.URLError, OSError) as e:
         raise DatasetError(

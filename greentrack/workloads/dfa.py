@@ -14,13 +14,14 @@ torch optimizer applies them (the benchmark uses the same SGD for DFA and backpr
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-__all__ = ["DFATrainer", "MLP", "MLPConfig"]
+__all__ = ["MLP", "DFATrainer", "MLPConfig"]
 
 
 @dataclass
@@ -39,7 +40,7 @@ class MLP(nn.Module):
         super().__init__()
         self.config = config
         sizes = [config.n_in] + [config.n_hidden] * config.n_layer
-        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
         self.out = nn.Linear(config.n_hidden, config.n_classes)
 
     def forward(

@@ -181,7 +181,7 @@ class EarlyExitTransformer(Transformer):
         per_exit = sum(p.numel() for p in self.exit_heads[0].parameters()) if L > 1 else 0
         unused_blocks = (L - mean_exit_layer) * per_block
         unused_exits = (L - mean_exit_layer) * per_exit  # exits after the one taken
-        return total, int(round(total - unused_blocks - unused_exits))
+        return total, round(total - unused_blocks - unused_exits)
 
 
 @dataclass(frozen=True)

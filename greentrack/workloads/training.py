@@ -61,8 +61,9 @@ def fit(
     warmup = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then cosine decay to 10 %
         opt,
-        lambda s: min(1.0, (s + 1) / warmup)
-        * (0.55 + 0.45 * math.cos(math.pi * min(s, steps) / steps)),
+        lambda s: (
+            min(1.0, (s + 1) / warmup) * (0.55 + 0.45 * math.cos(math.pi * min(s, steps) / steps))
+        ),
     )
     losses = []
     for step, (x, y) in enumerate(batches(split, batch_size, steps, seed=seed)):

@@ -153,7 +153,7 @@ class Transformer(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Token or patch embedding plus positions: (B, T[, F]) -> (B, T, C)."""
         T = x.shape[1]
-        assert T <= self.config.block_size, f"sequence of {T} > block_size {self.config.block_size}"
+        assert self.config.block_size >= T, f"sequence of {T} > block_size {self.config.block_size}"
         if self.config.patch_dim is not None:
             assert x.dim() == 3, f"patch inputs must be (B, T, F), got {tuple(x.shape)}"
         else:
