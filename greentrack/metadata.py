@@ -6,6 +6,7 @@ versions are recorded only when the user's program has already imported it.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import socket
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["collect", "git_info", "mask_argv", "secret_values"]
+__all__ = ["collect", "git_info", "mask_argv", "secret_values", "static_metadata"]
 
 _SECRET_FLAGS = ("password", "passwd", "token", "secret", "api-key", "api_key", "apikey")
 
@@ -74,11 +75,9 @@ def git_info(cwd: str | Path | None = None) -> dict[str, Any]:
         return {}
 
 
-def collect(
-    device_models: dict[str, str] | None = None, secrets: list[str] | tuple[str, ...] = ()
-) -> dict[str, Any]:
-    """Everything worth knowing about where and how a run ran (secrets masked, see
-    :func:`mask_argv`)."""
+@functools.lru_cache(maxsize=1)
+def static_metadata() -> dict[str, Any]:
+    """What does not change during a process: looked up once (git takes a few ms)."""
     from greentrack import hardware
 
     meta: dict[str, Any] = {
@@ -87,27 +86,39 @@ def collect(
         "python": platform.python_version(),
         "cpu_model": hardware.cpu_model(),
         "cpu_count": os.cpu_count(),
-        "gpu_models": sorted({m for d, m in (device_models or {}).items() if d.startswith("gpu")}),
-        "command": mask_argv([sys.executable, *sys.argv], secrets),
+        "command": [sys.executable, *sys.argv],
         "cwd": os.getcwd(),
         "pid": os.getpid(),
     }
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        meta["torch"] = getattr(torch, "__version__", None)
-        meta["cuda"] = getattr(getattr(torch, "version", None), "cuda", None)
     git = git_info()
     if git:
         meta["git"] = git
     slurm = {
-        k: os.environ[v]
-        for k, v in (
+        key: os.environ[var]
+        for key, var in (
             ("job_id", "SLURM_JOB_ID"),
             ("node", "SLURMD_NODENAME"),
             ("array", "SLURM_ARRAY_TASK_ID"),
         )
-        if v in os.environ
+        if var in os.environ
     }
     if slurm:
         meta["slurm"] = slurm
+    return meta
+
+
+def collect(
+    device_models: dict[str, str] | None = None, secrets: list[str] | tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Everything worth knowing about where and how a run ran; the command line is masked
+    (URL passwords, ``--token X`` and the given secret values become ``***``)."""
+    meta = dict(static_metadata())
+    meta["command"] = mask_argv(list(meta["command"]), secrets)
+    meta["gpu_models"] = sorted(
+        {m for d, m in (device_models or {}).items() if d.startswith("gpu")}
+    )
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        meta["torch"] = getattr(torch, "__version__", None)
+        meta["cuda"] = getattr(getattr(torch, "version", None), "cuda", None)
     return meta

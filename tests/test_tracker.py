@@ -218,3 +218,27 @@ def test_no_internal_errors_recorded(sqlite_url: str) -> None:
     with gt.track("x", db=sqlite_url, meters=[replay()]) as run:
         busy(0.02)
     assert not [w for w in run.summary().warnings if "internal error" in w]
+
+
+def test_metadata_records_git_and_slurm(sqlite_url: str, tmp_path, monkeypatch) -> None:
+    import subprocess
+
+    from greentrack import metadata
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
+    (repo / "f.txt").write_text("1")
+    subprocess.run([*git, "add", "f.txt"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], cwd=repo, check=True)
+    (repo / "f.txt").write_text("2")  # dirty
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    metadata.static_metadata.cache_clear()
+    with gt.track("meta", db=sqlite_url, meters=[replay()]) as run:
+        pass
+    meta = stored(sqlite_url, run.id)["meta"]
+    assert len(meta["git"]["commit"]) == 40 and meta["git"]["dirty"] is True
+    assert meta["slurm"]["job_id"] == "4242"
+    assert meta["cpu_count"] >= 1 and meta["cpu_model"] and meta["os"] and meta["host"]
