@@ -235,3 +235,26 @@ def test_sigterm_leaves_an_interrupted_run(sqlite_url: str, gt_home: Path) -> No
     obj = json.loads(out)
     assert obj["status"] == "interrupted" and "SIGTERM" in obj["error"]
     assert obj["energy_j"] == pytest.approx(200.0 * obj["duration_s"], rel=0.05)
+
+
+def test_run_command_forwards_sigterm_to_the_child(sqlite_url: str, gt_home: Path) -> None:
+    env = _env(gt_home, sqlite_url)
+    child_code = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *a: (print('child got SIGTERM', flush=True), "
+        "sys.exit(7)))\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "greentrack", "run", "--", sys.executable, "-c", child_code],
+        env=env, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 7  # the child's own exit code
+    assert "child got SIGTERM" in proc.stdout.read()
+    _, out = invoke("show", "latest", "--db", sqlite_url, "--format", "json")
+    obj = json.loads(out)
+    assert obj["status"] == "interrupted" and "SIGTERM" in obj["error"]
