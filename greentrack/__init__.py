@@ -55,3 +55,10 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext greentrack``: registers the ``%%greentrack`` cell magic."""
+    from greentrack.integrations.notebook import load_ipython_extension as load
+
+    load(ipython)

@@ -310,5 +310,28 @@ def test_gloo_job_sequential_runs_and_lonely_ranks(gloo_job) -> None:
     assert [p["rank"] for p in obj["processes"]] == [1]
 
 
+def test_ddp_example_is_one_run(gt_home: Path) -> None:
+    """examples/distributed_ddp.py as a user runs it: 2 spawned ranks, DDP, one stored run."""
+    env = dict(os.environ, GREENTRACK_HOME=str(gt_home), OMP_NUM_THREADS="1")
+    done = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "distributed_ddp.py"), "--epochs", "2"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "finished, world size 2" in done.stdout and "rank 0 on" in done.stdout
+    shown = subprocess.run(
+        [sys.executable, "-m", "greentrack", "show", "latest", "--format", "json"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    obj = json.loads(shown.stdout)
+    assert obj["world_size"] == 2 and obj["status"] == "finished"
+    assert obj["params"] == {"world": "2"} and obj["forecast"]["fraction"] == 1.0
+    assert obj["energy_j"] == pytest.approx(sum(p["energy_j"] for p in obj["processes"]))
+    assert len({p["host"] for p in obj["processes"]}) == 1  # one node: its CPU measured once
+    assert (
+        sum(c["device"] == "cpu:estimate" for p in obj["processes"] for c in p["components"]) == 1
+    )
+
+
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "worker":
     _worker(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6])

@@ -325,6 +325,17 @@ def _write(conn: Connection, cp: Checkpoint) -> None:
         )
 
 
+def _private_dirs(path: Path) -> None:
+    """Create ``path`` and its missing parents readable by the user only (whatever the umask)."""
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    for d in reversed(missing):
+        d.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(d, 0o700)
+
+
 _REPLAY_BATCH_SAMPLES = 50_000  # checkpoints merged into one write while replaying a spool file
 
 
@@ -360,7 +371,7 @@ class Spool:
 
     def append(self, cp: Checkpoint) -> Path:
         """Append one checkpoint (``fsync``ed). Raises ``OSError`` (ENOSPC, EACCES, ...)."""
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _private_dirs(self.dir)
         path = self.path(cp.run_id, cp.rank)
         data = (cp.to_json() + "\n").encode()
         while True:
