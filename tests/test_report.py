@@ -52,13 +52,23 @@ def demo_store(store_url: str) -> str:
 def simple_run(run_id: str = "aa" + "0" * 30, **kw) -> SyntheticRun:
     """100 W for exactly one hour at 200 g/kWh, PUE 1.5: every figure known by hand."""
     args = dict(
-        run_id=run_id, project="hand", name="const", start_s=1767268800.0, duration_s=3600.0,
-        samples=61, devices=[DeviceSpec("gpu:0", "gpu", 100.0, "counter", "NVIDIA H100",
-                                        ripple=0.0, eval_factor=1.0)],
-        pue=1.5, intensity_g_per_kwh=(200.0,), annual_g_per_kwh=300.0, phases=(),
-        params={"lr": 0.1, "params_total": 1000}, metrics={"acc": [(0, 0.5), (1, 0.75)]},
+        run_id=run_id,
+        project="hand",
+        name="const",
+        start_s=1767268800.0,
+        duration_s=3600.0,
+        samples=61,
+        devices=[
+            DeviceSpec("gpu:0", "gpu", 100.0, "counter", "NVIDIA H100", ripple=0.0, eval_factor=1.0)
+        ],
+        pue=1.5,
+        intensity_g_per_kwh=(200.0,),
+        annual_g_per_kwh=300.0,
+        phases=(),
+        params={"lr": 0.1, "params_total": 1000},
+        metrics={"acc": [(0, 0.5), (1, 0.75)]},
         flops=2e12,
-    )  # fmt: skip
+    )
     args.update(kw)
     return SyntheticRun(**args)
 
@@ -70,16 +80,26 @@ def test_markdown_and_latex_golden_files(demo_store: str) -> None:
     """Byte-identical on both backends: the report reads only what the store holds."""
     one = make_report(["3f2a0000"], db_url=demo_store, flops=True)
     golden("pricetag_run.md", one.text)
-    proj = make_report(project="cifar", db_url=demo_store, flops=True, price_per_kwh=0.25,
-                       currency="EUR")  # fmt: skip
+    proj = make_report(
+        project="cifar", db_url=demo_store, flops=True, price_per_kwh=0.25, currency="EUR"
+    )
     golden("pricetag_project.md", proj.text)
     tex = make_report(project="cifar", db_url=demo_store, fmt="latex", flops=True)
     golden("pricetag_project.tex", tex.text)
 
 
 def test_latex_writes_the_bibtex_beside_it(demo_store: str, tmp_path: Path) -> None:
-    code, out = invoke("report", "--project", "cifar", "--format", "latex", "-o",
-                       str(tmp_path / "pricetag.tex"), "--db", demo_store)  # fmt: skip
+    code, out = invoke(
+        "report",
+        "--project",
+        "cifar",
+        "--format",
+        "latex",
+        "-o",
+        str(tmp_path / "pricetag.tex"),
+        "--db",
+        demo_store,
+    )
     assert code == 0, out
     tex = (tmp_path / "pricetag.tex").read_text()
     bib = (tmp_path / "pricetag.bib").read_text()
@@ -89,8 +109,12 @@ def test_latex_writes_the_bibtex_beside_it(demo_store: str, tmp_path: Path) -> N
         for k in key.split(","):
             assert f"{{{k}," in bib, f"cited {k} is not in the BibTeX"
     entries = dict(re.findall(r"@\w+\{(\w+),(.*?)\n\}", bib, flags=re.S))
-    assert set(entries) == {"schwartz2020green", "dodge2022measuring", "strubell2019energy",
-                            "henderson2020towards"}  # fmt: skip
+    assert set(entries) == {
+        "schwartz2020green",
+        "dodge2022measuring",
+        "strubell2019energy",
+        "henderson2020towards",
+    }
     assert "10.1145/3381831" in entries["schwartz2020green"]
     assert "Communications of the ACM" in entries["schwartz2020green"]
     assert "10.1145/3531146.3533234" in entries["dodge2022measuring"]
@@ -108,22 +132,40 @@ def _tex_engine() -> str | None:
 @pytest.mark.skipif(_tex_engine() is None, reason="no TeX engine (pdflatex/lualatex) installed")
 def test_latex_compiles(sqlite_url: str, tmp_path: Path) -> None:
     write_runs(sqlite_url, demo_project())
-    out = make_report(project="cifar", db_url=sqlite_url, fmt="latex", standalone=True,
-                      output=tmp_path / "doc.tex", flops=True, price_per_kwh=0.3)  # fmt: skip
+    out = make_report(
+        project="cifar",
+        db_url=sqlite_url,
+        fmt="latex",
+        standalone=True,
+        output=tmp_path / "doc.tex",
+        flops=True,
+        price_per_kwh=0.3,
+    )
     assert (tmp_path / "greentrack.bib").exists() and out.files
     engine = _tex_engine()
-    done = subprocess.run([engine, "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=240)  # fmt: skip
+    done = subprocess.run(
+        [engine, "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stdout[-3000:]
     assert (tmp_path / "doc.pdf").stat().st_size > 1000
     if shutil.which("bibtex"):  # the BibTeX entries parse and every citation resolves
-        bib = subprocess.run(["bibtex", "doc"], cwd=tmp_path, capture_output=True, text=True,
-                             timeout=120)  # fmt: skip
+        bib = subprocess.run(
+            ["bibtex", "doc"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
         assert bib.returncode == 0, bib.stdout
         assert "Warning" not in bib.stdout and "error" not in bib.stdout.lower(), bib.stdout
         for _ in range(2):
-            done = subprocess.run([engine, "-interaction=nonstopmode", "doc.tex"], cwd=tmp_path,
-                                  capture_output=True, text=True, timeout=240)  # fmt: skip
+            done = subprocess.run(
+                [engine, "-interaction=nonstopmode", "doc.tex"],
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=240,
+            )
         log = (tmp_path / "doc.log").read_text(errors="replace")
         assert "Citation" not in log or "undefined" not in log, "unresolved citations"
 
@@ -192,7 +234,9 @@ def test_seed_groups_tuning_share_and_final_rule(sqlite_url: str) -> None:
     total = sum(r["facility_energy_kwh"] for r in rep["runs"])
     tuning = total - runs["3f2a0000"]["facility_energy_kwh"]
     assert rep["tuning"]["share_energy_pct"] == pytest.approx(100 * tuning / total)
-    assert rep["final"]["share_energy_pct"] + rep["tuning"]["share_energy_pct"] == pytest.approx(100)
+    assert rep["final"]["share_energy_pct"] + rep["tuning"]["share_energy_pct"] == pytest.approx(
+        100
+    )
     # --final adds another final run
     rep2 = make_report(project="cifar", db_url=sqlite_url, final=["3f2a0001"]).report
     assert len(rep2["final"]["run_ids"]) == 2
@@ -200,8 +244,10 @@ def test_seed_groups_tuning_share_and_final_rule(sqlite_url: str) -> None:
 
 
 def test_without_a_final_run_no_share_is_invented(sqlite_url: str) -> None:
-    runs = [simple_run("b1" + "0" * 30, params={"seed": 1}),
-            simple_run("b2" + "0" * 30, params={"seed": 2}, start_s=1767272400.0)]  # fmt: skip
+    runs = [
+        simple_run("b1" + "0" * 30, params={"seed": 1}),
+        simple_run("b2" + "0" * 30, params={"seed": 2}, start_s=1767272400.0),
+    ]
     write_runs(sqlite_url, runs)
     rep = make_report(project="hand", db_url=sqlite_url).report
     assert rep["final"] is None and rep["tuning"] is None
@@ -215,8 +261,9 @@ def test_csv_format_has_runs_and_totals(demo_store: str) -> None:
     scopes = [r["scope"] for r in rows]
     assert scopes == ["run"] * 7 + ["total", "final", "tuning"]
     total = rows[7]
-    assert float(total["energy_kwh"]) == pytest.approx(sum(float(r["energy_kwh"])
-                                                           for r in rows[:7]))  # fmt: skip
+    assert float(total["energy_kwh"]) == pytest.approx(
+        sum(float(r["energy_kwh"]) for r in rows[:7])
+    )
     assert "metric_accuracy" in rows[0]
 
 
@@ -227,8 +274,9 @@ def test_report_cli_formats_and_latest(demo_store: str, tmp_path: Path) -> None:
     assert code == 0
     rep = json.loads(out)
     assert {"runs", "totals", "method_notes"} <= set(rep) and len(rep["runs"]) == 2
-    code, out = invoke("report", "3f2a0000", "--format", "html", "-o", str(tmp_path / "r.html"),
-                       "--db", demo_store)  # fmt: skip
+    code, out = invoke(
+        "report", "3f2a0000", "--format", "html", "-o", str(tmp_path / "r.html"), "--db", demo_store
+    )
     assert code == 0 and (tmp_path / "r.html").stat().st_size > 10_000
 
 
@@ -254,8 +302,14 @@ def test_html_report_is_self_contained(demo_store: str) -> None:
     html = make_report(project="cifar", db_url=demo_store, fmt="html").text
     assert html.startswith("<!DOCTYPE html>") and "<style>" in html
     assert html.count("<svg") >= 4  # power, energy, intensity of the final run + pareto
-    for pattern in (r"<link\b", r"<script[^>]*\bsrc=", r"<img\b", r"@import", r"url\(\s*['\"]?http",
-                    r"(src|href)=['\"]?(https?:)?//"):  # fmt: skip
+    for pattern in (
+        r"<link\b",
+        r"<script[^>]*\bsrc=",
+        r"<img\b",
+        r"@import",
+        r"url\(\s*['\"]?http",
+        r"(src|href)=['\"]?(https?:)?//",
+    ):
         assert not re.search(pattern, html, flags=re.I), pattern
     # every figure of the table carries how it was obtained
     assert "How it was obtained" in html and "method: counter" in html

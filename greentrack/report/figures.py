@@ -52,7 +52,9 @@ def make_plot(
             if len(run_ids) > 1:
                 raise ConfigError(f"a {kind} plot shows one run; give one RUN (got {len(run_ids)})")
             runs = load_runs(conn, run_ids)
-        samples = load_samples(conn, runs[0]["id"]) if kind in ("power", "energy") else None
+        samples = None
+        if kind in ("power", "energy"):
+            samples = load_samples(conn, runs[0]["id"], buckets=plots.DEFAULT_BUCKETS)
     run = runs[0]
     name = f"{run['project']} / {run['name']} ({run['id'][:8]})"
     start = iso_to_s(run.get("started_at"))

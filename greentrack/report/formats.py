@@ -78,14 +78,17 @@ def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[Row]]:
     rows: list[Row] = []
     if len(report["runs"]) > 1:
         rows.append(Row("Runs", [a["runs"] for a in aggs], "runs in the report", kind="int"))
-    rows.append(
-        Row(
-            "Hardware",
-            [hardware_text(a) for a in aggs],
-            "run metadata (CPU model name; GPU names from the meters)",
-            kind="text",
+    gpus = [", ".join(f"{g['count']} × {g['model']}" for g in a["gpus"]) or "none" for a in aggs]
+    rows.append(Row("GPUs", gpus, "names from the GPU meters; most used by one run", kind="text"))
+    cpus = [
+        "; ".join(
+            m + (f" ({a['cpu_packages']} packages)" if a["cpu_packages"] > 1 else "")
+            for m in a["cpu_models"]
         )
-    )
+        or NA
+        for a in aggs
+    ]
+    rows.append(Row("CPU", cpus, "model name recorded at run start", kind="text"))
     rows.append(
         Row(
             "Wall time",

@@ -237,7 +237,7 @@ def _figures(report: Mapping[str, Any], db_url: str | None, metric: str | None) 
     if db_url is not None:
         with store(db_url) as conn:
             for r in chosen:
-                samples[r["id"]] = load_samples(conn, r["id"])
+                samples[r["id"]] = load_samples(conn, r["id"], buckets=plots.DEFAULT_BUCKETS)
     for r in chosen:
         figs = run_figures(r, samples.get(r["id"]))
         if figs:

@@ -68,6 +68,13 @@ def bibtex() -> str:
     return files("greentrack.report").joinpath("templates/methodology.bib").read_text("utf-8")
 
 
+_SHORT_LABELS = {
+    "Carbon intensity, time-weighted": "Intensity, time-weighted",
+    "Carbon intensity, annual average": "Intensity, annual average",
+    "Share of facility energy": "Share of energy",
+}
+
+
 def render_latex(report: Mapping[str, Any], *, standalone: bool = False) -> str:
     """A booktabs table, a one-paragraph statement with citations, and (standalone) a document.
 
@@ -90,6 +97,7 @@ def render_latex(report: Mapping[str, Any], *, standalone: bool = False) -> str:
         r"\begin{table}[t]",
         r"\centering",
         r"\small",
+        r"\setlength{\tabcolsep}{4pt}",
         r"\caption{Price tag of " + tex_escape(report["title"]) + r" \cite{schwartz2020green}.}",
         r"\label{tab:pricetag}",
         r"\begin{tabular}{l" + "r" * len(cols) + "}",
@@ -99,7 +107,8 @@ def render_latex(report: Mapping[str, Any], *, standalone: bool = False) -> str:
     ]
     for r in rows:
         unit = "h" if r.kind == "dur" else r.unit
-        label = tex_escape(r.label) + (f" ({tex_escape(unit)})" if unit else "")
+        short = _SHORT_LABELS.get(r.label, r.label)
+        label = tex_escape(short) + (f" ({tex_escape(unit)})" if unit else "")
         if r.kind == "text" and len({v for v in r.values if v}) == 1 and len(cols) > 1:
             value = next(v for v in r.values if v)  # the same for every column: say it once
             lines.append(f"{label} & \\multicolumn{{{len(cols)}}}{{r}}{{{tex_escape(value)}}} \\\\")
@@ -107,7 +116,14 @@ def render_latex(report: Mapping[str, Any], *, standalone: bool = False) -> str:
         cells = []
         for v in r.values:
             hours = None if v is None or r.kind != "dur" else v / 3600.0
-            text = fmt_num(hours) if r.kind == "dur" else cell_text(r, v)
+            if r.kind == "dur":
+                text = fmt_num(hours)
+            elif r.kind == "stat":  # mean ± std; n is in the Runs row
+                text = "n/a" if not v or v.get("mean") is None else fmt_num(v["mean"], 3)
+                if v and v.get("std") is not None:
+                    text += f" ± {fmt_num(v['std'], 2)}"
+            else:
+                text = cell_text(r, v)
             if r.unit and text.endswith(" " + r.unit):
                 text = text[: -len(r.unit) - 1]
             cells.append(_tex_num(text) if r.kind != "text" else tex_escape(text))

@@ -42,7 +42,8 @@ COLORS = ("#000000", "#E69F00", "#0072B2", "#009E73", "#D55E00", "#CC79A7", "#56
 LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 1)), (0, (8, 2)), "-")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 HATCHES = ("//", "\\\\", "..", "xx", "oo", "--", "++", "**")
-DEFAULT_BUCKETS = 1200
+DEFAULT_BUCKETS = 800
+"""Time buckets of a power plot: about the axes' width in pixels at 150 dpi."""
 FIGSIZE = (6.4, 3.4)
 
 
@@ -239,8 +240,18 @@ def plot_power(
     reduced_note = ""
     with _figure() as fig:
         ax = fig.subplots()
+        total_points = sum(max(s.points, s.t_s.size) for s in series)
         for i, s in enumerate(series):
             style = {"color": COLORS[i % len(COLORS)], "linestyle": LINESTYLES[i % len(LINESTYLES)]}
+            if s.reduced:  # read in buckets by the database: each point ends its bucket
+                x = (s.t_s - t0) / scale
+                ax.fill_between(
+                    x, s.low, s.high, step="pre", color=style["color"], alpha=0.18, linewidth=0
+                )
+                ax.plot(x, s.power_w, drawstyle="steps-pre", label=s.label, **style)
+                width = (s.t_s[-1] - s.t_s[0]) / max(s.t_s.size - 1, 1)
+                reduced_note = _envelope_note(width, total_points)
+                continue
             env = envelope(s.t_s, s.power_w, buckets)
             x = (env.t_s - t0) / scale
             if env.reduced:
@@ -248,14 +259,11 @@ def plot_power(
                     x, env.low, env.high, step="mid", color=style["color"], alpha=0.18, linewidth=0
                 )
                 ax.plot(x, env.mean, drawstyle="steps-mid", label=s.label, **style)
-                reduced_note = (
-                    f"\nmin–max envelope and mean per {env.bucket_s:.3g} s bucket "
-                    f"({sum(x.t_s.size for x in series):,} samples)"
-                )
+                reduced_note = _envelope_note(env.bucket_s, total_points)
             else:
                 # power_w[k] is the mean over (t[k-1], t[k]]: a step ending at each point
                 ax.plot(x, env.mean, drawstyle="steps-pre", label=s.label, **style)
-            ax.set_xlim(0, max(span / scale, 1e-9))
+        ax.set_xlim(0, max(span / scale, 1e-9))
         handles = _shade_phases(ax, top_phases(phases), t0, scale)
         ax.set_ylim(0, ax.get_ylim()[1] * 1.1)  # headroom for the phase strip
         ax.set_xlabel(f"time since start ({unit})" + reduced_note)
@@ -263,6 +271,10 @@ def plot_power(
         ax.set_title(title or "Power per device")
         _legend(fig, ax, handles)
         return _save(fig, target, fmt)
+
+
+def _envelope_note(bucket_s: float, points: int) -> str:
+    return f"\nmin–max envelope and mean per {bucket_s:.3g} s bucket ({points:,} samples)"
 
 
 def plot_energy(
@@ -305,6 +317,11 @@ def plot_energy(
                 note = f"\n{max_points:,} of {n:,} points per device drawn (exact at each point)"
             else:
                 keep = np.arange(n)
+            if s.reduced:
+                note = (
+                    f"\nthe last of every {len(s.t_s):,}th of {s.points:,} samples drawn "
+                    "(exact at each point)"
+                )
             ax.plot(
                 (s.t_s[keep] - t0) / scale,
                 s.energy_j[keep] / e_scale,

@@ -31,6 +31,8 @@ from greentrack.report.svgchart import Band, Line, line_chart, time_ticks
 
 __all__ = ["DEFAULT_LATEST", "SiteResult", "build_site", "run_charts", "run_page"]
 
+CHART_BUCKETS = 500
+"""Time buckets of a run page's power chart (long runs are read reduced by the database)."""
 DEFAULT_LATEST = 100
 """Runs that get their own page unless ``--all`` is given (the newest ones)."""
 INDEX_COLUMNS = (
@@ -90,15 +92,20 @@ def run_charts(
             for n, a, b in top_phases(run.get("phases") or [])
         ]
         lines, note = [], ""
+        points = sum(max(d.points, d.t_s.size) for d in series)
         for s in series:
+            if s.reduced:  # read in buckets by the database: each point ends its bucket
+                lines.append(
+                    Line(s.label, (s.t_s - t0) / scale, s.power_w, s.low, s.high, step="pre")
+                )
+                width = (s.t_s[-1] - s.t_s[0]) / max(s.t_s.size - 1, 1)
+                note = f"min–max band and mean per {width:.3g} s bucket ({points:,} samples)"
+                continue
             env = envelope(s.t_s, s.power_w, buckets)
             x = (env.t_s - t0) / scale
             if env.reduced:
                 lines.append(Line(s.label, x, env.mean, env.low, env.high))
-                note = (
-                    f"min–max band and mean per {env.bucket_s:.3g} s bucket "
-                    f"({sum(d.t_s.size for d in series):,} samples)"
-                )
+                note = f"min–max band and mean per {env.bucket_s:.3g} s bucket ({points:,} samples)"
             else:
                 lines.append(Line(s.label, x, s.power_w, step="pre"))
         out.append(
@@ -348,7 +355,8 @@ def index_page(
     co2e = sum(o.get("co2e_g") or 0.0 for o in runs)
     n_co2e = sum(o.get("co2e_g") is not None for o in runs)
     data = {"columns": list(INDEX_COLUMNS), "rows": [_index_row(o, pages) for o in runs]}
-    blob = json.dumps(data, separators=(",", ":"), ensure_ascii=False).replace("</", "<\\/")
+    # "<" as \u003c: nothing in the data can close the script element or open a tag
+    blob = json.dumps(data, separators=(",", ":"), ensure_ascii=False).replace("<", "\\u003c")
     projects = sorted({o["project"] for o in runs})
     statuses = sorted({o["status"] for o in runs})
     options = lambda xs: "".join(f"<option>{escape(x)}</option>" for x in xs)  # noqa: E731
@@ -428,7 +436,7 @@ def build_site(
         add_detail(conn, chosen)
         pages: set[str] = set()
         for o in chosen:
-            samples = load_samples(conn, o["id"])
+            samples = load_samples(conn, o["id"], buckets=CHART_BUCKETS)
             (out / "runs" / f"{o['id']}.html").write_text(run_page(o, samples), "utf-8")
             pages.add(o["id"])
     index = out / "index.html"
