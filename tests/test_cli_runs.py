@@ -248,8 +248,10 @@ def test_run_command_forwards_sigterm_to_the_child(sqlite_url: str, gt_home: Pat
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "greentrack", "run", "--", sys.executable, "-c", child_code],
-        env=env, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
     proc.send_signal(signal.SIGTERM)

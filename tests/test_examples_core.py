@@ -15,14 +15,20 @@ def test_quickstart_then_show_latest(gt_home: Path) -> None:
     env = dict(os.environ, GREENTRACK_HOME=str(gt_home), OMP_NUM_THREADS="1")
     done = subprocess.run(
         [sys.executable, str(REPO / "examples" / "quickstart.py"), "--epochs", "2"],
-        env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "[estimated]" in done.stdout and "CO2e" in done.stdout
     shown = subprocess.run(
         [sys.executable, "-m", "greentrack", "show", "latest", "--format", "json"],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     obj = json.loads(shown.stdout)
     assert obj["project"] == "quickstart" and obj["status"] == "finished"
     assert obj["region"] == "ES" and obj["co2e_g"] > 0

@@ -1,0 +1,109 @@
+"""The wheel carries everything a user needs: migrations, data tables, templates, the corpus;
+and the public API is what `greentrack/__init__.py` promises."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import greentrack
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (path,) = out.glob("greentrack-*.whl")
+    return path
+
+
+def test_wheel_contains_migrations_and_data(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for required in (
+        "greentrack/migrations/env.py",
+        "greentrack/migrations/script.py.mako",
+        "greentrack/migrations/versions/0001_initial.py",
+        "greentrack/data/countries.csv",
+        "greentrack/report/templates/methodology.bib",
+        "greentrack/py.typed",
+    ):
+        assert required in names, required
+    assert any(n.startswith("greentrack/workloads/") and n.endswith(".txt") for n in names)
+
+
+def test_installed_wheel_creates_a_database_outside_the_checkout(wheel: Path, tmp_path) -> None:
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    env = dict(os.environ, PYTHONPATH=str(site), GREENTRACK_HOME=str(tmp_path / "home"))
+    code = (
+        "import greentrack, greentrack.store.schema as s; "
+        "assert greentrack.__file__.startswith({!r}), greentrack.__file__; "
+        "print(s.migrations_dir()); print(s.upgrade('sqlite:///{}'))"
+    ).format(str(site), tmp_path / "w.db")
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    migrations, revision = done.stdout.split()
+    assert migrations.startswith(str(site)) and revision == "0001"
+
+
+def test_public_api() -> None:
+    expected = {
+        "track",
+        "Run",
+        "RunSummary",
+        "ComponentEnergy",
+        "PhaseSummary",
+        "plan",
+        "study",
+        "runs_frame",
+        "samples_frame",
+        "count_flops",
+        "errors",
+        "GreentrackError",
+    }
+    assert set(greentrack.__all__) == expected
+    for name in greentrack.__all__:
+        assert getattr(greentrack, name) is not None, name
+
+
+def test_import_is_light() -> None:
+    code = (
+        "import sys, time; t = time.perf_counter(); import greentrack, greentrack.cli; "
+        "dt = time.perf_counter() - t; heavy = [m for m in ('numpy', 'pandas', 'matplotlib', "
+        "'torch', 'sqlalchemy', 'codecarbon', 'psutil', 'pynvml') if m in sys.modules]; "
+        "print(dt, heavy)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    dt, heavy = done.stdout.split(" ", 1)
+    assert heavy.strip() == "[]"
+    assert float(dt) < 0.5  # the budget is 100 ms; the bound leaves room for a loaded CI machine
