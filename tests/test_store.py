@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime
 
 import pytest
+from tests_helpers import checkpoint
 
 from greentrack.errors import DatabaseURLError, SchemaOutdatedError, StoreUnavailableError
 from greentrack.store import queries
@@ -43,42 +43,7 @@ def test_migrations_create_the_models_schema(store_url: str) -> None:
 
 
 def _cp(run_id: str, seq: int, energy_j: float, status: str = "running", **extra) -> Checkpoint:
-    t0 = datetime(2026, 1, 1, 12, 0, 0)
-    return Checkpoint(
-        run_id=run_id,
-        rank=0,
-        seq=seq,
-        run={
-            "project": "p",
-            "name": "n",
-            "status": status,
-            "started_at": t0,
-            "heartbeat_at": t0,
-            "duration_s": float(seq),
-            "pue": 1.0,
-            "meta": {"a": 1},
-        },
-        components=[
-            {
-                "component": "gpu",
-                "device": "gpu:0",
-                "energy_j": energy_j,
-                "method": "counter",
-                "model": "H100",
-                "host": "h",
-            }
-        ],
-        samples=[
-            {
-                "device": "gpu:0",
-                "component": "gpu",
-                "t_s": 1.7e9 + seq,
-                "energy_j": energy_j,
-                "power_w": 100.0,
-            }
-        ],
-        **extra,
-    )
+    return checkpoint(run_id, seq, energy_j, status, sample=True, **extra)
 
 
 def test_checkpoints_are_idempotent_and_never_regress(store_url: str) -> None:

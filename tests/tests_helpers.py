@@ -3,26 +3,54 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from greentrack.store.writer import Checkpoint
 
 
-def checkpoint(run_id: str, seq: int = 1, energy_j: float = 1.0, **run: object) -> Checkpoint:
+def checkpoint(
+    run_id: str,
+    seq: int = 1,
+    energy_j: float = 1.0,
+    status: str = "finished",
+    *,
+    sample: bool = False,
+    **extra: Any,
+) -> Checkpoint:
+    """A one-device (gpu:0, counter) checkpoint of run ``run_id`` at ``energy_j`` joules.
+
+    ``sample=True`` adds one sample at ``t = 1.7e9 + seq``; ``extra`` sets other Checkpoint
+    fields (metrics, tags, ...).
+    """
     t0 = datetime(2026, 1, 1, 12, 0, 0)
+    run = {
+        "project": "p",
+        "name": "n",
+        "status": status,
+        "started_at": t0,
+        "heartbeat_at": t0,
+        "duration_s": float(seq),
+        "pue": 1.0,
+        "meta": {"a": 1},
+    }
+    samples = (
+        [
+            {
+                "device": "gpu:0",
+                "component": "gpu",
+                "t_s": 1.7e9 + seq,
+                "energy_j": energy_j,
+                "power_w": 100.0,
+            }
+        ]
+        if sample
+        else []
+    )
     return Checkpoint(
         run_id=run_id,
         rank=0,
         seq=seq,
-        run={
-            "project": "p",
-            "name": "n",
-            "status": "finished",
-            "started_at": t0,
-            "heartbeat_at": t0,
-            "duration_s": 1.0,
-            "pue": 1.0,
-            **run,
-        },
+        run=run,
         components=[
             {
                 "component": "gpu",
@@ -33,4 +61,6 @@ def checkpoint(run_id: str, seq: int = 1, energy_j: float = 1.0, **run: object) 
                 "host": "h",
             }
         ],
+        samples=samples,
+        **extra,
     )

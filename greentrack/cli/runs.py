@@ -28,6 +28,22 @@ def _fmt_energy(j: float | None) -> str:
     return f"{j:.1f} J"
 
 
+CSV_COLUMNS = (
+    "id",
+    "project",
+    "name",
+    "status",
+    "started_at",
+    "ended_at",
+    "duration_s",
+    "energy_j",
+    "energy_kwh",
+    "methods",
+    "co2e_g",
+    "region",
+)
+
+
 def _methods(obj: dict[str, Any]) -> str:
     return ",".join(sorted({c["method"] for c in obj["components"]})) or "-"
 
@@ -118,39 +134,9 @@ def runs_cmd(project, status, tags, since, sort, asc, limit, fmt, db_url) -> Non
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(
-            [
-                "id",
-                "project",
-                "name",
-                "status",
-                "started_at",
-                "ended_at",
-                "duration_s",
-                "energy_j",
-                "energy_kwh",
-                "methods",
-                "co2e_g",
-                "region",
-            ]
-        )
+        w.writerow(CSV_COLUMNS)
         for o in objs:
-            w.writerow(
-                [
-                    o["id"],
-                    o["project"],
-                    o["name"],
-                    o["status"],
-                    o["started_at"],
-                    o["ended_at"],
-                    o["duration_s"],
-                    o["energy_j"],
-                    o["energy_kwh"],
-                    _methods(o),
-                    o["co2e_g"],
-                    o["region"],
-                ]
-            )
+            w.writerow([_methods(o) if c == "methods" else o[c] for c in CSV_COLUMNS])
         click.echo(buf.getvalue(), nl=False)
         return
     click.echo(_table(headers, table) if table else "no runs yet: try `greentrack run -- CMD`")
