@@ -8,7 +8,8 @@ Measures, on this machine:
 2. Fixed cost of tracking a trivial function: start + stop, in a fresh process ("cold", the
    first run of a process), the same with numpy already imported (as in every PyTorch program),
    and again in the same process ("warm"), for greentrack's ``track`` and CodeCarbon's
-   ``OfflineEmissionsTracker`` (offline, country ESP, no file output).
+   ``OfflineEmissionsTracker`` (offline, country ESP, writing its emissions.csv as by default:
+   both tools persist the run).
 3. Sampler CPU time per second tracked (process CPU time while tracking ``time.sleep``), at
    1 s and 0.1 s intervals, for both tools.
 4. Memory of a simulated week sampled every second (604,800 samples, checkpoints written to
@@ -30,9 +31,13 @@ from pathlib import Path
 PY = sys.executable
 
 
-def _run(code: str, env: dict[str, str]) -> dict:
+def _run(code: str, env: dict[str, str], *args: str) -> dict:
     out = subprocess.run(
-        [PY, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, check=True
+        [PY, "-c", textwrap.dedent(code), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -64,7 +69,7 @@ print(json.dumps({"import": t1 - t0, "cold": res[0], "warm": sorted(res[1:])[1]}
 """
 
 CC_FIXED = """
-import time, json, logging, sys
+import time, json, logging, os, sys
 if sys.argv[1:] == ["numpy"]:
     import numpy  # as in any PyTorch program
 t0 = time.perf_counter()
@@ -73,7 +78,8 @@ t1 = time.perf_counter()
 res = []
 for i in range(4):
     a = time.perf_counter()
-    tr = OfflineEmissionsTracker(country_iso_code="ESP", save_to_file=False, log_level="error")
+    tr = OfflineEmissionsTracker(country_iso_code="ESP", log_level="error",
+                                 output_dir=os.environ["GREENTRACK_HOME"])
     tr.start(); tr.stop()
     res.append(time.perf_counter() - a)
 print(json.dumps({"import": t1 - t0, "cold": res[0], "warm": sorted(res[1:])[1]}))

@@ -212,8 +212,11 @@ class Sampler:
                 self._due.set()
 
     def _write_loop(self) -> None:
-        """Checkpoints: the first at once (the run appears in the store), then when due."""
-        self.checkpoint()
+        """Checkpoints: the first at once (the run appears in the store), then when due.
+
+        A run stopped before this thread got going skips the first: the final one covers it."""
+        if not self._stop.is_set():
+            self.checkpoint()
         while True:
             self._due.wait()
             self._due.clear()

@@ -27,6 +27,7 @@ from greentrack.errors import MeterError, MeterPermissionError
 from greentrack.meters.base import DeviceReading, Meter, MeterStatus, NullMeter
 from greentrack.meters.estimate import CpuEstimateMeter, RamEstimateMeter, host_tdp
 from greentrack.meters.nvml import NvmlMeter
+from greentrack.meters.nvml import driver_present as nvml_driver_present
 from greentrack.meters.rapl import RaplMeter, powercap_dir
 from greentrack.meters.replay import PowerTrace, ReplayMeter
 
@@ -89,7 +90,7 @@ def open_meters(
             if problem:
                 ram_est.warn(problem)
             meters.append(ram_est)
-    if gpu:
+    if gpu and nvml_driver_present():
         try:
             nvml = NvmlMeter()
         except MeterError:
@@ -106,6 +107,13 @@ def open_meters(
 
 
 def _detect_nvml() -> MeterStatus:
+    if not nvml_driver_present():
+        return MeterStatus(
+            "nvml",
+            False,
+            "no NVIDIA driver (/proc/driver/nvidia absent): no GPU to measure; "
+            "set GREENTRACK_NVML=1 to try NVML anyway",
+        )
     try:
         meter = NvmlMeter()
     except MeterError as e:

@@ -38,6 +38,17 @@ from greentrack.meters.base import DeviceReading, Meter
 __all__ = ["GpuInfo", "NvmlMeter", "list_gpus", "visible_gpu_indices"]
 
 
+def driver_present() -> bool:
+    """Cheap check for an NVIDIA driver (no library load): its /proc entry or control device.
+
+    Hosts without one skip importing and initialising NVML (~30 ms). Set ``GREENTRACK_NVML=1``
+    to try NVML anyway (an unusual driver layout, a container without /proc/driver).
+    """
+    if os.environ.get("GREENTRACK_NVML") == "1":
+        return True
+    return os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/nvidiactl")
+
+
 def _pynvml() -> ModuleType:
     import pynvml
 

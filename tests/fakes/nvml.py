@@ -177,6 +177,7 @@ class FakeNvml:
         ):
             monkeypatch.setattr(pynvml, name, self._counted(name, getattr(self, "_" + name)))
         monkeypatch.setattr(pynvml, "nvmlInitWithFlags", lambda flags=0: pynvml.nvmlInit())
+        monkeypatch.setenv("GREENTRACK_NVML", "1")  # the simulated driver is "present"
         return self
 
     def _counted(self, name: str, fn: Any) -> Any:
