@@ -288,7 +288,7 @@ class Run:
         self.db_url = parse_url(
             self.db_url
         ).sqlalchemy_url  # a malformed URL is the user's input: fail before training
-        self._writer = StoreWriter(self.db_url)
+        self._writer = StoreWriter(self.db_url, shared=True)
         if self._auto_place:  # in a distributed job: every rank attaches to one run
             found = place(self._given_id)
             self._placement = replace(found, measure_host=found.measure_host and self.measure_host)

@@ -9,12 +9,15 @@ counting or regressing a run.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import fcntl
 import json
 import os
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -163,23 +166,87 @@ def _encode(obj: Any) -> Any:
     return str(obj)
 
 
-class StoreWriter:
-    """Writes checkpoints through one lazily opened connection; reconnects after failures."""
+_SHARED: OrderedDict[str, tuple[int, Connection]] = OrderedDict()
+_SHARED_LOCK = threading.Lock()
+_SHARED_MAX = 8
 
-    def __init__(self, url: str) -> None:
+
+def _open_checked(url: str) -> Connection:
+    conn = connect(url)
+    try:
+        ensure_schema(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _shared_connection(url: str) -> Connection:
+    """One connection per store and process, kept open between runs.
+
+    Closing the last connection to a WAL-mode SQLite file checkpoints the WAL and syncs the
+    file (~20 ms), and a PostgreSQL connection takes a round trip or three to open; runs in the
+    same process therefore share one. Its lock serialises their transactions. A forked child
+    never uses its parent's connection.
+    """
+    with _SHARED_LOCK:
+        entry = _SHARED.get(url)
+        if entry is not None and entry[0] == os.getpid():
+            _SHARED.move_to_end(url)
+            return entry[1]
+        conn = _open_checked(url)
+        _SHARED[url] = (os.getpid(), conn)
+        while len(_SHARED) > _SHARED_MAX:
+            _, (pid, old) = _SHARED.popitem(last=False)
+            if pid == os.getpid():
+                old.close()
+        return conn
+
+
+def _drop_shared(url: str, conn: Connection) -> None:
+    with _SHARED_LOCK:
+        entry = _SHARED.get(url)
+        if entry is not None and entry[1] is conn:
+            del _SHARED[url]
+    conn.close()
+
+
+@atexit.register
+def _close_shared() -> None:
+    with _SHARED_LOCK:
+        for pid, conn in _SHARED.values():
+            if pid == os.getpid():
+                conn.close()
+        _SHARED.clear()
+
+
+class StoreWriter:
+    """Writes checkpoints through one lazily opened connection; reconnects after failures.
+
+    Args:
+        url: the store.
+        shared: use the process-wide connection of this store (the tracker does); ``close()``
+            then leaves it open for the next run.
+    """
+
+    def __init__(self, url: str, *, shared: bool = False) -> None:
         self.url = url
+        self.shared = shared
         self._conn: Connection | None = None
 
     def _connection(self) -> Connection:
         if self._conn is None:
-            conn = connect(self.url)
-            try:
-                ensure_schema(conn)
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
+            self._conn = _shared_connection(self.url) if self.shared else _open_checked(self.url)
         return self._conn
+
+    def _discard(self) -> None:
+        """Forget a connection that failed (closing it, also when shared)."""
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            if self.shared:
+                _drop_shared(self.url, conn)
+            else:
+                conn.close()
 
     def open(self) -> None:
         """Connect and check the schema now (raises StoreError subclasses)."""
@@ -190,7 +257,8 @@ class StoreWriter:
 
     def close(self) -> None:
         if self._conn is not None:
-            self._conn.close()
+            if not self.shared:
+                self._conn.close()
             self._conn = None
 
     def write(self, cp: Checkpoint) -> None:
@@ -205,10 +273,10 @@ class StoreWriter:
             with conn.transaction():
                 _write(conn, cp)
         except StoreError:
-            self.close()
+            self._discard()
             raise
         except driver_errors() as e:
-            self.close()
+            self._discard()
             raise StoreUnavailableError(f"store unavailable: {type(e).__name__}: {e}") from e
 
 
