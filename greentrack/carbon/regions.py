@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -286,6 +284,9 @@ def detect_cloud_region(config: Config) -> tuple[str | None, str]:
         ``(zone, "")`` with a known canonical zone such as ``gcp:europe-west1``, or
         ``(None, reason)`` where ``reason`` (starting with ``"; "``) says why nothing was found.
     """
+    import urllib.error
+    import urllib.request
+
     opts = config.provider_settings("cloud_metadata")
     timeout_s = float(opts.get("timeout_s", 0.5))
     gcp = str(opts.get("gcp_url", "http://metadata.google.internal/computeMetadata/v1")).rstrip("/")
