@@ -22,7 +22,7 @@ def main() -> None:
     parser.add_argument("--lengths", default=",".join(map(str, DEFAULT_LENGTHS)))
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--min-time-s", type=float, default=0.5)
+    parser.add_argument("--min-time-s", type=float, default=1.0)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--json", metavar="PATH", help="also write the points as JSON")
     args = parser.parse_args()

@@ -17,6 +17,7 @@ wrapped or replaced.
     │   └── RunLookupError           a run id / prefix that matches no run, or several
     ├── MeterError                   a hardware meter failed (recorded as a warning on the run)
     │   └── MeterPermissionError     the meter exists but cannot be read (message has the fix)
+    ├── DatasetError                 a benchmark dataset cannot be fetched or fails its checksum
     ├── IntensityError               carbon-intensity data
     │   ├── IntensityDataError       malformed series / CSV, gaps that cannot be bridged
     │   └── ProviderError            a live provider failed (HTTP status, timeout, bad body)
@@ -28,6 +29,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "DatabaseURLError",
+    "DatasetError",
     "GreentrackError",
     "IntensityDataError",
     "IntensityError",
@@ -81,6 +83,10 @@ class MeterError(GreentrackError):
 
 class MeterPermissionError(MeterError):
     """A meter's files or device exist but cannot be read by this user."""
+
+
+class DatasetError(GreentrackError):
+    """A dataset cannot be downloaded, or its bytes do not match the expected checksum."""
 
 
 class IntensityError(GreentrackError):

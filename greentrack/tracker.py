@@ -59,6 +59,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 J_PER_KWH = 3.6e6
 _ACTIVE: list[Run] = []
 _ACTIVE_LOCK = threading.Lock()
+_LOGGED: set[str] = set()  # warnings already printed by this process
 
 
 def _utc(ts: float) -> datetime:
@@ -592,7 +593,9 @@ class Run:
 
     # -- checkpoints (sampler thread, and the final one on the caller's thread) -----------------
     def _on_warning(self, source: str, message: str) -> None:
-        log.warning("greentrack: %s", message)
+        if message not in _LOGGED:  # every run records it; the terminal sees it once
+            _LOGGED.add(message)
+            log.warning("greentrack: %s", message)
         with self._state_lock:
             self._warnings.append(message)
             self._pending_events.append(

@@ -75,6 +75,8 @@ def test_tiny_suite_runs_every_workload(tiny_run):
     assert by["sparse_ffn"]["params_active"] < by["sparse_ffn"]["params_total"]
     assert by["prune"]["params_active"] < by["prune"]["params_total"]  # non-zero weights
     assert by["int8"]["notes"]["bytes_int8"] < by["int8"]["notes"]["bytes_float"]
+    assert by["early_exit"]["ab_speedup_vs_baseline"] > 0
+    assert by["transformer_shapes"]["ab_speedup_vs_baseline"] is None
 
 
 def test_tiny_suite_runs_are_stored_in_project_bench(tiny_run):
@@ -122,14 +124,15 @@ def test_help_has_summary_and_example():
 
 
 def _result(name, baseline, energy, time_s, acc, method="estimated"):
+    ab = 2.0 / time_s if baseline else None
     return B.BenchResult(name, baseline, "shapes", acc, 100, 50, 1e6, 10.0, energy, None,
-                         method, 1.0, time_s, time_s, time_s, "id", {"k": 1})  # fmt: skip
+                         method, 1.0, time_s, time_s, time_s, ab, "id", {"k": 1})  # fmt: skip
 
 
 def test_table_shows_ratios_methods_and_the_estimate_caveat():
     rows = [_result("base", None, 10.0, 2.0, 0.9), _result("fast", "base", 4.0, 0.5, 0.89)]
     text = B.format_table(rows)
-    assert "x2.50" in text and "x4.00" in text  # energy and time: baseline / this
+    assert "x2.50" in text and "x4.00" in text  # energy and A/B time: baseline / this
     assert "estimated" in text and "machine-wide CPU load" in text
     assert "notes:" in text
     counted = B.format_table([_result("base", None, 10.0, 2.0, 0.9, method="counter")])
@@ -148,7 +151,7 @@ def test_pareto_front():
 
 
 def _pt(kind, L, t):
-    return SweepPoint(kind, L, 1, t, t, t, t, "estimated")
+    return SweepPoint(kind, L, 1, t, t, t, t, t, "estimated")
 
 
 def test_crossover_needs_a_win_at_every_longer_length():
@@ -171,7 +174,7 @@ def test_sweep_tiny_through_the_cli(tmp_path):
     assert r.exit_code == 0, r.output
     obj = json.loads(r.stdout)
     assert {p["kind"] for p in obj["points"]} == {"softmax", "rfa", "abc"}
-    assert set(obj["crossover"]) == {"time_s", "energy_j", "flops"}
+    assert set(obj["crossover"]) == {"best_time_s", "time_s", "energy_j", "flops"}
     sweep = AttentionSweep([SweepPoint(**p) for p in obj["points"]], obj["crossover"])
     from greentrack.workloads.sweep import format_sweep
 
@@ -214,5 +217,5 @@ def test_benchmark_script_linear_attention(gt_home, tmp_path):
     out = _run([str(REPO / "benchmarks" / "bench_linear_attention.py"), "--lengths", "8,16",
                 "--width", "16", "--layers", "1", "--min-time-s", "0", "--json",
                 str(out_json)], gt_home)  # fmt: skip
-    assert "beats softmax attention on time" in out
+    assert "beats softmax attention on best time" in out
     assert len(json.loads(out_json.read_text())["points"]) == 6

@@ -51,8 +51,7 @@ def _eval_tokens(toks):
         elif t == "]":
             op, *vals = stack.pop()
             v = {"[MIN": min, "[MAX": max, "[SM": lambda x: sum(x) % 10,
-                 "[MED": lambda x: int(sorted(x)[len(x) // 2] if len(x) % 2 else
-                                       (sorted(x)[len(x) // 2 - 1] + sorted(x)[len(x) // 2]) / 2)}[op](vals)  # fmt: skip
+                 "[MED": _median_lra}[op](vals)  # fmt: skip
             if not stack:
                 return v
             stack[-1].append(v)
@@ -61,6 +60,12 @@ def _eval_tokens(toks):
                 return int(t)
             stack[-1].append(int(t))
     raise AssertionError("unbalanced")
+
+
+def _median_lra(x):
+    s = sorted(x)
+    m = len(s) // 2
+    return s[m] if len(s) % 2 else int((s[m - 1] + s[m]) / 2)
 
 
 def test_listops_trees_respect_depth():

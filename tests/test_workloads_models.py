@@ -397,6 +397,16 @@ def test_count_flops_counts_a_linear_layer_exactly():
     assert lin.training  # the mode is restored
 
 
+def test_count_flops_counts_softmax_attention_on_the_cpu():
+    q = k = v = torch.randn(2, 3, 16, 8)  # (B, H, T, D)
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    # q kᵀ and (softmax) v: 2 matmuls of 2·T·T·D FLOPs per (batch, head)
+    assert count_flops(lambda t: sdpa(t, k, v), q) == 2 * 3 * 2 * (2 * 16 * 16 * 8)
+    short = count_flops(Transformer(lm_config(block_size=64)), torch.zeros(1, 16, dtype=torch.long))
+    long = count_flops(Transformer(lm_config(block_size=64)), torch.zeros(1, 64, dtype=torch.long))
+    assert long > 4 * short  # the attention term grows quadratically
+
+
 def test_greentrack_exports_count_flops():
     import greentrack as gt
 

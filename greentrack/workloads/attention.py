@@ -49,7 +49,7 @@ class AttentionConfig:
     feature_map: str = "positive"  # rfa: positive (FAVOR+) | trig (RFA's sin/cos)
     redraw: bool = True  # rfa: draw new features at every training forward
     n_slots: int = 16  # S: memory slots per head (abc)
-    eps: float = 1e-6  # guards the rfa normaliser
+    eps: float = 1e-12  # guards the rfa normaliser against 0
 
 
 _CLAMP = 30.0  # ABC control scores are soft-clamped to ±_CLAMP
@@ -108,7 +108,7 @@ class RandomFeatureAttention(nn.Module):
             stab = proj.detach().amax(dim=(-1, -2), keepdim=True)  # (B, H, 1, 1)
         else:
             stab = torch.zeros((), dtype=proj.dtype, device=proj.device)
-        return torch.exp(proj - sq - stab) / math.sqrt(m) + 1e-6  # (B, H, T, m)
+        return torch.exp(proj - sq - stab) / math.sqrt(m)  # (B, H, T, m)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape  # (B, T, C)
@@ -129,7 +129,9 @@ class RandomFeatureAttention(nn.Module):
             den = torch.einsum("bhtm,bhm->bht", fq, fk.sum(dim=2))  # (B, H, T)
         if self.ac.feature_map == "trig":  # sin/cos features can make den ~ 0 or negative
             den = torch.where(den.abs() < self.ac.eps, torch.full_like(den, self.ac.eps), den)
-        y = num / (den.unsqueeze(-1) + (self.ac.eps if self.ac.feature_map == "positive" else 0))
+        else:  # positive features: den > 0 unless everything underflowed
+            den = den.clamp(min=self.ac.eps)
+        y = num / den.unsqueeze(-1)  # (B, H, T, D)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.resid_dropout(self.c_proj(y))
 

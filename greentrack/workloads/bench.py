@@ -20,6 +20,7 @@ The tasks are generated in code (:mod:`greentrack.workloads.data`): no network.
 from __future__ import annotations
 
 import copy
+import math
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -90,7 +91,8 @@ class Sizes:
     steps: int  # training steps of the Transformers
     steps_mlp: int  # training steps of the MLPs
     finetune_steps: int  # fine-tuning steps after pruning
-    batch_size: int  # training batch
+    batch_size: int  # training batch (char LM, ListOps, MLPs)
+    batch_shapes: int  # training batch of the image-like Transformers
     lr: float  # AdamW learning rate
     lr_mlp: float  # SGD learning rate (momentum 0.9) of the MLPs
     eval_batch: int  # inference batch
@@ -99,7 +101,8 @@ class Sizes:
     n_slots: int = 8  # ABC memory slots per head
     n_experts: int = 4  # MoE experts
     prune_amount: float = 0.7  # fraction of Linear weights pruned
-    ee_max_loss: float = 0.005  # early exit: accuracy points given up on validation data
+    ee_max_loss: float = 0.005  # early exit: accuracy given up on validation data (fraction)
+    ee_reference: str = "baseline"  # ... against the baseline's accuracy, or "self" (own depth)
     ee_measure: str = "softmax"  # early-exit confidence measure
 
 
@@ -107,19 +110,20 @@ SUITES: dict[str, Sizes] = {
     "tiny": Sizes(
         "tiny", n_train=64, n_val=32, n_test=32, lm_windows=32, lm_seq_len=16,
         listops_max_len=24, width=16, heads=2, layers_shapes=2, layers_lm=2, layers_listops=1,
-        mlp_hidden=32, steps=1, steps_mlp=1, finetune_steps=1, batch_size=8, lr=1e-3,
-        lr_mlp=0.02, eval_batch=16, min_inference_s=0.0, n_features=8, n_slots=4,
+        mlp_hidden=32, steps=1, steps_mlp=1, finetune_steps=1, batch_size=8, batch_shapes=8,
+        lr=1e-3, lr_mlp=0.02, eval_batch=16, min_inference_s=0.0, n_features=8, n_slots=4,
     ),
     "quick": Sizes(
         "quick", n_train=6000, n_val=1000, n_test=1000, lm_windows=4000, lm_seq_len=64,
-        listops_max_len=48, width=64, heads=4, layers_shapes=6, layers_lm=4, layers_listops=2,
-        mlp_hidden=800, steps=800, steps_mlp=1000, finetune_steps=200, batch_size=32, lr=2e-3,
-        lr_mlp=0.02, eval_batch=250, min_inference_s=2.0,
+        listops_max_len=48, width=64, heads=4, layers_shapes=4, layers_lm=4, layers_listops=2,
+        mlp_hidden=800, steps=800, steps_mlp=1000, finetune_steps=200, batch_size=32,
+        batch_shapes=64, lr=2e-3, lr_mlp=0.02, eval_batch=250, min_inference_s=2.0,
     ),
     "full": Sizes(
         "full", n_train=50000, n_val=5000, n_test=5000, lm_windows=50000, lm_seq_len=256,
         listops_max_len=512, width=256, heads=8, layers_shapes=8, layers_lm=6, layers_listops=4,
         mlp_hidden=800, steps=5000, steps_mlp=10000, finetune_steps=1000, batch_size=128,
+        batch_shapes=256,
         lr=1e-3, lr_mlp=0.02, eval_batch=500, min_inference_s=10.0, n_features=64,
         n_slots=32, n_experts=8,
     ),
@@ -145,8 +149,13 @@ class BenchResult:
         energy_method: how the energies were obtained (``estimated``, ``counter``, ...).
         train_time_s: wall time of the ``train`` phase. Units: s.
         inference_time_s_per_1k: wall time of inference per 1,000 examples. Units: s.
+        inference_best_s_per_1k: wall time per 1,000 examples of the fastest pass over the
+            test split (the least disturbed by other programs, as ``timeit`` does). Units: s.
         inference_cpu_s_per_1k: this process's CPU time per 1,000 examples (not affected by
             other programs on the machine, unlike the machine-wide estimate). Units: s.
+        ab_speedup_vs_baseline: baseline time / this workload's time over the test split,
+            the median of passes that alternate between the two (A/B, interleaved), so that
+            load from other programs hits both alike. None without a baseline. Unitless.
         run_id: the stored run.
         notes: workload-specific measurements (exit layers, dropped tokens, sparsity, ...).
     """
@@ -164,7 +173,9 @@ class BenchResult:
     energy_method: str
     train_time_s: float
     inference_time_s_per_1k: float
+    inference_best_s_per_1k: float
     inference_cpu_s_per_1k: float
+    ab_speedup_vs_baseline: float | None
     run_id: str
     notes: dict[str, Any] = field(default_factory=dict)
 
@@ -240,7 +251,7 @@ class _Context:
     def fit(self, model: nn.Module, task: D.Task, **kw: Any) -> list[float]:
         s = self.sizes
         kw.setdefault("steps", s.steps)
-        kw.setdefault("batch_size", s.batch_size)
+        kw.setdefault("batch_size", s.batch_shapes if task.name == "shapes" else s.batch_size)
         kw.setdefault("lr", s.lr)
         return fit(model, task.train, on_step=self.progress.step, seed=self.seed, **kw)
 
@@ -270,10 +281,19 @@ def _early_exit(ctx: _Context) -> Built:
     ee = EarlyExitConfig(measure=ctx.sizes.ee_measure)
     model = EarlyExitTransformer(ctx.config(task, ctx.sizes.layers_shapes), ee).to(ctx.device)
     ctx.fit(model, task)
-    cal = calibrate(model, task.val.x, task.val.y, max_loss=ctx.sizes.ee_max_loss)
+    reference = None
+    if ctx.sizes.ee_reference == "baseline":  # keep within max_loss of the model it replaces
+        base = ctx.built["transformer_shapes"]
+        reference = accuracy(predict_logits(base.predict, task.val.x), task.val.y)
+    cal = calibrate(model, task.val.x, task.val.y, max_loss=ctx.sizes.ee_max_loss,
+                    reference_accuracy=reference)  # fmt: skip
     notes = {
         "measure": cal.measure,
         "threshold": round(cal.threshold, 4),
+        "calibrated_against": (
+            f"{'baseline' if reference is not None else 'own full-depth'} val accuracy "
+            f"{cal.reference_accuracy:.4f} - {ctx.sizes.ee_max_loss * 100:g} pt"
+        ),
         "val_accuracy_full_depth": round(cal.full_accuracy, 4),
         "val_accuracy_early_exit": round(cal.accuracy, 4),
         "val_mean_exit_layer": round(cal.mean_exit_layer, 3),
@@ -308,16 +328,19 @@ def _moe(ctx: _Context) -> Built:
     model = moe_transformer(ctx.config(task, ctx.sizes.layers_lm), moe).to(ctx.device)
     ctx.fit(model, task)
     layers = [m for m in model.modules() if isinstance(m, MoEFFN)]
+    notes: dict[str, Any] = {
+        "experts": f"{moe.n_experts}, top-{moe.top_k}",
+        "capacity_factor": f"{moe.capacity_factor} in training, none at inference",
+        "last_train_batch_dropped": round(
+            sum(m.last_drop_fraction for m in layers) / len(layers), 4
+        ),
+    }
 
     def stats(x: torch.Tensor) -> dict[str, Any]:
         model(x[: ctx.sizes.eval_batch])
-        return {
-            "experts": f"{moe.n_experts} (top-{moe.top_k}, capacity factor {moe.capacity_factor})",
-            "dropped_fraction": round(sum(m.last_drop_fraction for m in layers) / len(layers), 4),
-            "expert_load_layer1": [round(float(v), 3) for v in layers[0].last_load],
-        }
+        return {"expert_load_layer1": [round(float(v), 3) for v in layers[0].last_load]}
 
-    return Built(model, _logits(model), test_stats=stats)
+    return Built(model, _logits(model), notes, test_stats=stats)
 
 
 def _decode_us(ffn: nn.Module, width: int, reps: int) -> float:
@@ -499,7 +522,7 @@ WORKLOADS: dict[str, Workload] = {
         Workload("transformer_shapes", "shapes", None, (),
                  "baseline Transformer encoder classifier on the image-like task",
                  _transformer("shapes", "layers_shapes")),
-        Workload("early_exit", "shapes", "transformer_shapes", (),
+        Workload("early_exit", "shapes", "transformer_shapes", ("transformer_shapes",),
                  "exit after each layer at a calibrated confidence (Schwartz 2020, CALM 2022)",
                  _early_exit),
         Workload("distill", "shapes", "transformer_shapes", ("transformer_shapes",),
@@ -676,16 +699,23 @@ def _run_one(w: Workload, ctx: _Context, db_url: str | None) -> tuple[BenchResul
         with torch.inference_mode():
             built.predict(batch)  # warm-up, outside the phase
         with run.phase("inference"), torch.inference_mode():
-            t0, c0, n_done = time.perf_counter(), time.process_time(), 0
+            t0, c0, n_done, best_s = time.perf_counter(), time.process_time(), 0, math.inf
             while True:
+                t_pass = time.perf_counter()
                 for i in range(0, n_test, s.eval_batch):
                     built.predict(x_test[i : i + s.eval_batch])
                 _sync(ctx.device)
+                best_s = min(best_s, time.perf_counter() - t_pass)
                 n_done += n_test
                 if time.perf_counter() - t0 >= s.min_inference_s:
                     break
             cpu_s = time.process_time() - c0
         run.log(accuracy=acc, flops_per_example=flops, params_total=total, params_active=active)
+        ab = None
+        if w.baseline and w.baseline in ctx.built:
+            ctx.progress.phase(f"A/B timing against {w.baseline}")
+            ab = _ab_speedup(ctx.built[w.baseline].predict, built.predict, x_test, ctx)
+            run.log(ab_speedup_vs_baseline=ab)
         run.log_flops(flops * n_done)
     summary = run.summary()
     train_j, train_s = _phase_figures(summary, "train")
@@ -705,7 +735,9 @@ def _run_one(w: Workload, ctx: _Context, db_url: str | None) -> tuple[BenchResul
         energy_method="+".join(methods),
         train_time_s=train_s,
         inference_time_s_per_1k=inf_s / n_done * 1000.0,
+        inference_best_s_per_1k=best_s / n_test * 1000.0,
         inference_cpu_s_per_1k=cpu_s / n_done * 1000.0,
+        ab_speedup_vs_baseline=ab,
         run_id=summary.id,
         notes=notes,
     )
@@ -714,6 +746,34 @@ def _run_one(w: Workload, ctx: _Context, db_url: str | None) -> tuple[BenchResul
         f"{result.inference_energy_j_per_1k:.2f} J/1k ({result.energy_method})"
     )
     return result, built
+
+
+def _ab_speedup(
+    base: Callable[[torch.Tensor], torch.Tensor],
+    this: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    ctx: _Context,
+) -> float:
+    """Median over rounds of (baseline pass time / this pass time), passes interleaved."""
+    s = ctx.sizes
+    rounds = 1 if s.min_inference_s <= 0 else 9
+
+    def one_pass(predict: Callable[[torch.Tensor], torch.Tensor]) -> float:
+        t0 = time.perf_counter()
+        for i in range(0, x.shape[0], s.eval_batch):
+            predict(x[i : i + s.eval_batch])
+        _sync(ctx.device)
+        return time.perf_counter() - t0
+
+    ratios = []
+    with torch.inference_mode():
+        for r in range(rounds):
+            first, second = (base, this) if r % 2 == 0 else (this, base)  # alternate the order
+            t_first, t_second = one_pass(first), one_pass(second)
+            t_base, t_this = (t_first, t_second) if r % 2 == 0 else (t_second, t_first)
+            ratios.append(t_base / max(t_this, 1e-12))
+    ratios.sort()
+    return ratios[len(ratios) // 2]
 
 
 def _param_counts(model: nn.Module) -> tuple[int, int]:
@@ -754,6 +814,7 @@ def run_bench(
     prog = _Progress(progress, len(names))
     ctx = _Context(SUITES[suite], device, seed, prog)
     needed = {n for name in names for n in WORKLOADS[name].needs}
+    needed |= {WORKLOADS[name].baseline for name in names} - {None}  # for A/B timing
     results = []
     for name in names:
         prog.start(name)
@@ -774,8 +835,9 @@ JSON_KEYS = (
 ESTIMATE_NOTE = (
     "Energy 'estimated' = CPU TDP x machine-wide CPU load x wall time (+ RAM W/GiB): no RAPL or "
     "GPU counter here, so energy comparisons rest on an estimate driven by CPU utilisation and "
-    "time, and other programs' load on the machine counts too. Time (and this process's CPU "
-    "time) is the robust figure."
+    "time, and other programs' load on the machine counts too. Time is the robust figure: "
+    "'best s/1k' is the fastest pass over the test split, 'cpu s/1k' this process's CPU time, "
+    "'A/B base/this s' the median speed-up over passes alternating with the baseline."
 )
 
 
@@ -805,8 +867,8 @@ def format_table(results: Sequence[BenchResult]) -> str:
     """A plain-text table of the results, with ratios against each baseline and the notes."""
     by_name = {r.workload: r for r in results}
     head = ["workload", "task", "params tot/act", "FLOPs/ex", "train s", "train J",
-            "inf s/1k", "inf J/1k", "base/this J", "base/this s", "accuracy", "CO2e g",
-            "method"]  # fmt: skip
+            "inf s/1k", "best s/1k", "cpu s/1k", "inf J/1k", "base/this J", "A/B base/this s",
+            "accuracy", "CO2e g", "method"]  # fmt: skip
     rows = [head]
     for r in results:
         b = by_name.get(r.baseline or "")
@@ -818,9 +880,11 @@ def format_table(results: Sequence[BenchResult]) -> str:
             f"{r.train_time_s:.1f}",
             f"{r.train_energy_j:.4g}",
             f"{r.inference_time_s_per_1k:.3g}",
+            f"{r.inference_best_s_per_1k:.3g}",
+            f"{r.inference_cpu_s_per_1k:.3g}",
             f"{r.inference_energy_j_per_1k:.4g}",
             _ratio(b.inference_energy_j_per_1k, r.inference_energy_j_per_1k) if b else "",
-            _ratio(b.inference_time_s_per_1k, r.inference_time_s_per_1k) if b else "",
+            f"x{r.ab_speedup_vs_baseline:.2f}" if r.ab_speedup_vs_baseline else "",
             f"{r.accuracy:.4f}",
             f"{r.co2e_g:.3g}" if r.co2e_g is not None else "-",
             r.energy_method,
@@ -856,21 +920,27 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return front
 
 
+def _require_matplotlib() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ConfigError(
+            "--plot needs matplotlib, which is not installed: pip install 'greentrack[report]'"
+        )
+
+
 def plot_pareto(results: Sequence[BenchResult], path: str) -> str:
     """Accuracy against inference energy per 1,000 examples, one panel per task; PNG at path.
 
     Raises:
         ConfigError: matplotlib is not installed.
     """
-    try:
-        import matplotlib
+    _require_matplotlib()
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        raise ConfigError(
-            "--plot needs matplotlib, which is not installed: pip install 'greentrack[report]'"
-        ) from e
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     tasks = list(dict.fromkeys(r.task for r in results))
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 4), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=False):
@@ -918,6 +988,8 @@ def bench(
     ``linear_attention_sweep`` is among ``only``; plots the Pareto chart to ``plot_path``.
     """
     names = [n.strip() for n in (only or []) if n.strip()]
+    if plot_path:
+        _require_matplotlib()  # fail before minutes of training, not after
     sweep = None
     if SWEEP in names:
         from greentrack.workloads.sweep import run_attention_sweep

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -202,7 +203,10 @@ class CSRLinear(nn.Module):
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
-        self.register_buffer("weight", linear.weight.detach().to_sparse_csr())  # (out, in)
+        with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state"
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            weight = linear.weight.detach().to_sparse_csr()  # (out, in)
+        self.register_buffer("weight", weight)
         bias = linear.bias.detach().clone() if linear.bias is not None else None
         self.register_buffer("bias", bias)
         self.in_features, self.out_features = linear.in_features, linear.out_features

@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import torch
 
-from greentrack.errors import GreentrackError
+from greentrack.errors import DatasetError
 
 __all__ = [
     "TINY_SHAKESPEARE_SHA256",
@@ -53,10 +53,6 @@ TINY_SHAKESPEARE_URL = (
     "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 )
 TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
-
-
-class DatasetError(GreentrackError):
-    """A dataset cannot be downloaded, or its bytes do not match the expected checksum."""
 
 
 @dataclass(frozen=True)

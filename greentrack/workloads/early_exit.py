@@ -197,6 +197,8 @@ class Calibration:
         mean_exit_layer: average 1-based exit layer.
         n_layer: layers of the model.
         method: ``empirical`` or ``ltt`` (Learn-then-Test, Hoeffding p-values).
+        reference_accuracy: the accuracy the loss was measured against (``full_accuracy``
+            unless another was given). Units: fraction.
     """
 
     threshold: float
@@ -207,6 +209,7 @@ class Calibration:
     mean_exit_layer: float
     n_layer: int
     method: str
+    reference_accuracy: float
 
 
 def _simulate(conf: torch.Tensor, lam: float, min_layer: int) -> torch.Tensor:
@@ -228,6 +231,7 @@ def calibrate(
     risk: str = "accuracy",
     method: str = "empirical",
     epsilon: float = 0.05,
+    reference_accuracy: float | None = None,
     batch_size: int = 512,
     n_candidates: int = 200,
 ) -> Calibration:
@@ -245,6 +249,9 @@ def calibrate(
             (Learn-then-Test: the Hoeffding p-value of "risk > max_loss" must be <= epsilon,
             a guarantee that needs thousands of examples for small max_loss).
         epsilon: the LTT error level.
+        reference_accuracy: with ``risk="accuracy"``, measure the loss against this accuracy
+            on (x, y) instead of the model's own full depth: e.g. the validation accuracy of
+            the model early exit replaces, to keep within ``max_loss`` of what it replaces.
     """
     if risk not in ("accuracy", "consistency"):
         raise ValueError(f"risk must be 'accuracy' or 'consistency', got {risk!r}")
@@ -276,7 +283,10 @@ def calibrate(
         chosen = pred.gather(0, layer[None, :])[0]
         acc = float((chosen == y).float().mean())
         disagree = float((chosen != pred[-1]).float().mean())
-        if risk == "accuracy":
+        if risk == "accuracy" and reference_accuracy is not None:
+            per_ex = reference_accuracy - (chosen == y).float()  # range 1
+            span = 1.0
+        elif risk == "accuracy":
             per_ex = correct[-1] - (chosen == y).float()  # in [-1, 1]
             span = 2.0
         else:
@@ -303,4 +313,5 @@ def calibrate(
         mean_exit_layer=mean_layer,
         n_layer=L,
         method=method,
+        reference_accuracy=full_acc if reference_accuracy is None else reference_accuracy,
     )

@@ -7,7 +7,10 @@ Switch Transformers (Fedus et al., JMLR 2022, arXiv:2101.03961) for the load-bal
 ``α · E · Σ_e f_e · P_e`` (f_e: fraction of tokens whose first choice is expert e; P_e: mean
 router probability of e) and the capacity factor:
 ``capacity = ceil(capacity_factor · k · tokens / E)``. Tokens beyond an expert's capacity are
-dropped by that expert (their residual connection carries them on), as in Switch.
+dropped by that expert (their residual connection carries them on), as in Switch. Because
+tokens of a batch compete for slots, dropping makes a token's output depend on other tokens
+(in a decoder, on later ones); by default nothing is dropped at evaluation
+(``eval_capacity_factor=None``), so the evaluated decoder is strictly causal.
 
 Each token runs through only its k chosen experts: the layer gathers each expert's tokens,
 runs the expert on them and scatters the gated outputs back, so the FLOPs per token are those
@@ -34,6 +37,7 @@ class MoEConfig:
     n_experts: int = 4  # E experts per MoE layer
     top_k: int = 1  # experts per token (Switch: 1; Shazeer / GShard: 2)
     capacity_factor: float = 1.25  # slots per expert relative to an even share of tokens
+    eval_capacity_factor: float | None = None  # at eval; None: no token dropped (stays causal)
     aux_loss_weight: float = 0.01  # α of the Switch load-balancing loss
     expert_mult: int = 4  # hidden width of each expert is expert_mult * n_embd
     every: int = 1  # MoE in every `every`-th block (1: all; 2: every other, as in GShard)
@@ -70,9 +74,12 @@ class MoEFFN(nn.Module):
         self.last_load = torch.zeros(moe.n_experts)  # fraction of first choices per expert
 
     def capacity(self, n_tokens: int) -> int:
-        """Slots per expert for ``n_tokens`` tokens."""
+        """Slots per expert for ``n_tokens`` tokens (``n_tokens`` when nothing is dropped)."""
         m = self.moe
-        return max(1, math.ceil(m.capacity_factor * m.top_k * n_tokens / m.n_experts))
+        factor = m.capacity_factor if self.training else m.eval_capacity_factor
+        if factor is None:
+            return n_tokens
+        return max(1, math.ceil(factor * m.top_k * n_tokens / m.n_experts))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape  # (B, T, C)

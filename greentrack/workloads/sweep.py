@@ -11,6 +11,7 @@ Batches hold about ``tokens_per_batch`` tokens, so every length does similar wor
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -42,7 +43,9 @@ class SweepPoint:
     Attributes:
         kind: ``softmax``, ``rfa`` or ``abc``; ``seq_len``: tokens per sequence.
         batch_size: sequences per forward call.
-        time_s: wall time per example. Units: s.
+        time_s: wall time per example (the phase's duration / examples). Units: s.
+        best_time_s: per example in the fastest forward call (least disturbed by other
+            programs). Units: s.
         cpu_s: this process's CPU time per example. Units: s.
         energy_j: energy per example from the phase's meters. Units: J.
         flops: FLOPs per example (``torch.utils.flop_counter``).
@@ -53,6 +56,7 @@ class SweepPoint:
     seq_len: int
     batch_size: int
     time_s: float
+    best_time_s: float
     cpu_s: float
     energy_j: float
     flops: float
@@ -65,7 +69,7 @@ class AttentionSweep:
 
     ``crossover[metric][kind]``: the shortest measured length L such that ``kind`` is cheaper
     than softmax attention at L and at every longer length measured (None: not within the
-    lengths measured). Metrics: ``time_s``, ``energy_j``, ``flops``.
+    lengths measured). Metrics: ``best_time_s``, ``time_s``, ``energy_j``, ``flops``.
     """
 
     points: list[SweepPoint]
@@ -106,7 +110,7 @@ def run_attention_sweep(
     n_features: int = 32,
     n_slots: int = 8,
     tokens_per_batch: int = 8192,
-    min_time_s: float = 0.5,
+    min_time_s: float = 1.0,
     device: str = "cpu",
     db_url: str | None = None,
     progress: bool = True,
@@ -145,7 +149,7 @@ def run_attention_sweep(
         "linear_attention_sweep", project="bench", params=settings, tags={"suite": "sweep"},
         db=db_url,
     ) as run:  # fmt: skip
-        phase_data: list[tuple[str, int, int, int, float, float]] = []
+        phase_data: list[tuple[str, int, int, int, float, float, float]] = []
         for L in sorted(lengths):
             B = max(1, tokens_per_batch // L)
             x = torch.randint(1, 16, (B, L), generator=g).to(device)
@@ -159,26 +163,29 @@ def run_attention_sweep(
                 if progress:
                     sys.stderr.write(f"linear_attention_sweep: {kind} at length {L} (batch {B})\n")
                 with torch.inference_mode():
-                    model(x)  # warm-up
+                    for _ in range(2):  # warm-up
+                        model(x)
                     with run.phase(f"{kind}@{L}"):
-                        t0, c0, n = time.perf_counter(), time.process_time(), 0
+                        t0, c0, n, best = time.perf_counter(), time.process_time(), 0, math.inf
                         while n == 0 or time.perf_counter() - t0 < min_time_s:
+                            t1 = time.perf_counter()
                             model(x)
                             if device.startswith("cuda"):
                                 torch.cuda.synchronize()
+                            best = min(best, time.perf_counter() - t1)
                             n += B
                         cpu = time.process_time() - c0
-                phase_data.append((kind, L, B, n, cpu, flops))
+                phase_data.append((kind, L, B, n, cpu, flops, best / B))
     summary = run.summary()
     phases = {p.name: p for p in summary.phases}
     method = "+".join(sorted({c.method for c in summary.components})) or "none"
-    for kind, L, B, n, cpu, flops in phase_data:
+    for kind, L, B, n, cpu, flops, best in phase_data:
         p = phases[f"{kind}@{L}"]
-        points.append(SweepPoint(kind, L, B, p.duration_s / n, cpu / n, p.energy_j / n, flops,
-                                 method))  # fmt: skip
+        points.append(SweepPoint(kind, L, B, p.duration_s / n, best, cpu / n, p.energy_j / n,
+                                 flops, method))  # fmt: skip
     crossover = {
         metric: {k: crossover_length(points, k, metric) for k in kinds if k != "softmax"}
-        for metric in ("time_s", "energy_j", "flops")
+        for metric in ("best_time_s", "time_s", "energy_j", "flops")
     }
     return AttentionSweep(points, crossover, summary.id, settings)
 
@@ -188,13 +195,14 @@ def format_sweep(sweep: AttentionSweep) -> str:
     kinds = list(dict.fromkeys(p.kind for p in sweep.points))
     by = {(p.kind, p.seq_len): p for p in sweep.points}
     lengths = sorted({p.seq_len for p in sweep.points})
-    head = ["length", *[f"{k} ms/ex" for k in kinds], *[f"{k} J/ex" for k in kinds],
-            *[f"{k} MFLOP/ex" for k in kinds]]  # fmt: skip
+    head = ["length", *[f"{k} ms/ex" for k in kinds], *[f"{k} best ms" for k in kinds],
+            *[f"{k} J/ex" for k in kinds], *[f"{k} MFLOP/ex" for k in kinds]]  # fmt: skip
     rows = [head]
     for L in lengths:
         rows.append([
             str(L),
             *[f"{by[(k, L)].time_s * 1e3:.3g}" for k in kinds],
+            *[f"{by[(k, L)].best_time_s * 1e3:.3g}" for k in kinds],
             *[f"{by[(k, L)].energy_j:.3g}" for k in kinds],
             *[f"{by[(k, L)].flops / 1e6:.4g}" for k in kinds],
         ])  # fmt: skip
@@ -202,7 +210,8 @@ def format_sweep(sweep: AttentionSweep) -> str:
     lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("")
-    names = {"time_s": "time", "energy_j": "energy", "flops": "FLOPs"}
+    names = {"best_time_s": "best time", "time_s": "mean time", "energy_j": "energy",
+             "flops": "FLOPs"}  # fmt: skip
     for metric, per_kind in sweep.crossover.items():
         for kind, L in per_kind.items():
             said = f"from length {L} on" if L is not None else "not within the lengths measured"
