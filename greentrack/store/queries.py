@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from greentrack.errors import ConfigError, RunLookupError
-from greentrack.store.dbapi import Connection, connect, decode_json, decode_time
-from greentrack.store.schema import ensure_schema
+from greentrack.store.dbapi import Connection, decode_json, decode_time
+from greentrack.store.schema import open_store
 
 __all__ = [
     "get_run",
@@ -43,17 +43,6 @@ _RUN_COLUMNS = (
     "region, region_origin, co2e_g, co2e_g_annual, intensity_source, host, pid, world_size, "
     "checkpoint_s, error, flops, forecast"
 )
-
-
-def open_store(url: str) -> Connection:
-    """Connect and check the schema (a new database is created at head)."""
-    conn = connect(url)
-    try:
-        ensure_schema(conn)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
 
 
 def _iso(dt: Any) -> str | None:

@@ -18,7 +18,14 @@ from pathlib import Path
 from greentrack.errors import SchemaOutdatedError, StoreError
 from greentrack.store.dbapi import Connection, StoreURL, connect, parse_url
 
-__all__ = ["SCHEMA_REVISION", "current_revision", "ensure_schema", "migrations_dir", "upgrade"]
+__all__ = [
+    "SCHEMA_REVISION",
+    "current_revision",
+    "ensure_schema",
+    "migrations_dir",
+    "open_store",
+    "upgrade",
+]
 
 SCHEMA_REVISION = "0001"  # kept equal to models.SCHEMA_REVISION and the migrations' head (tested)
 _PG_LOCK_KEY = 0x67726E74  # "grnt": serialises concurrent first-time creation on PostgreSQL
@@ -87,6 +94,17 @@ def upgrade(url: str, revision: str = "head") -> str:
         return current_revision(conn) or ""
     finally:
         conn.close()
+
+
+def open_store(url: str) -> Connection:
+    """Connect and check the schema (a new database is created at head)."""
+    conn = connect(url)
+    try:
+        ensure_schema(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def ensure_schema(conn: Connection) -> None:

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from greentrack.errors import StoreError, StoreUnavailableError
-from greentrack.store.dbapi import Connection, connect, driver_errors
-from greentrack.store.schema import ensure_schema
+from greentrack.store.dbapi import Connection, driver_errors
+from greentrack.store.schema import open_store
 
 __all__ = ["Checkpoint", "Spool", "StoreWriter"]
 
@@ -171,16 +171,6 @@ _SHARED_LOCK = threading.Lock()
 _SHARED_MAX = 8
 
 
-def _open_checked(url: str) -> Connection:
-    conn = connect(url)
-    try:
-        ensure_schema(conn)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
 def _shared_connection(url: str) -> Connection:
     """One connection per store and process, kept open between runs.
 
@@ -194,7 +184,7 @@ def _shared_connection(url: str) -> Connection:
         if entry is not None and entry[0] == os.getpid():
             _SHARED.move_to_end(url)
             return entry[1]
-        conn = _open_checked(url)
+        conn = open_store(url)
         _SHARED[url] = (os.getpid(), conn)
         while len(_SHARED) > _SHARED_MAX:
             _, (pid, old) = _SHARED.popitem(last=False)
@@ -236,7 +226,7 @@ class StoreWriter:
 
     def _connection(self) -> Connection:
         if self._conn is None:
-            self._conn = _shared_connection(self.url) if self.shared else _open_checked(self.url)
+            self._conn = _shared_connection(self.url) if self.shared else open_store(self.url)
         return self._conn
 
     def _discard(self) -> None:
