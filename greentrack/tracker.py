@@ -173,7 +173,7 @@ def _cuda_synchronize() -> None:
     if torch is None:
         return
     try:
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
+        if torch.cuda.is_initialized():  # (cheap; is_available() may probe the driver)
             torch.cuda.synchronize()
     except RuntimeError:  # a broken CUDA context must not break the phase
         pass
@@ -286,9 +286,8 @@ class Run:
         """Start measuring. Raises a one-line GreentrackError for bad input (URL, region)."""
         if self.status != "created":
             raise GreentrackError(f"run {self.id[:8]} was already started")
-        self.db_url = parse_url(
-            self.db_url
-        ).sqlalchemy_url  # a malformed URL is the user's input: fail before training
+        # A malformed URL is the user's input: fail here, before training starts.
+        self.db_url = parse_url(self.db_url).sqlalchemy_url
         self._writer = StoreWriter(self.db_url, shared=True)
         if self._auto_place:  # in a distributed job: every rank attaches to one run
             found = place(self._given_id)
