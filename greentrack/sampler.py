@@ -204,8 +204,10 @@ class Sampler:
             now = time.monotonic()
             if next_t < now:  # fell behind (suspended laptop, overloaded host): skip ticks
                 next_t = now + self.interval_s
-            mono, wall = self.clock()
             with self._lock:
+                if self._stop.is_set():  # stop() took the final reading: nothing after it
+                    return
+                mono, wall = self.clock()
                 self._read(mono, wall, keep_all=False)
             if mono - self._last_checkpoint >= self.checkpoint_s:
                 self._last_checkpoint = mono
