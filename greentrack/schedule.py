@@ -81,6 +81,7 @@ import numpy as np
 
 from greentrack.carbon.series import IntensitySeries, Provenance
 from greentrack.errors import ScheduleError
+from greentrack.units import J_PER_KWH
 
 __all__ = [
     "DEFAULT_MIN_RUN_S",
@@ -129,7 +130,6 @@ DEFAULT_POWER_W = 1000.0
 """Power of the job when none is given: 1 kW, so figures read as g per kWh-hour of running."""
 DEFAULT_MIN_RUN_S = 3600.0
 """Shortest run segment of a Pause & Resume plan (real jobs cannot stop every 5 minutes)."""
-J_PER_KWH = 3.6e6
 MAX_PROFILE_BINS = 256
 """A power profile is averaged into at most about this many equal bins."""
 _DP_BUDGET = 3_000_000

@@ -51,12 +51,12 @@ from greentrack.meters.base import DeviceReading, Meter
 from greentrack.sampler import Sampler
 from greentrack.store.dbapi import parse_url
 from greentrack.store.writer import Checkpoint, Spool, StoreWriter
+from greentrack.units import J_PER_KWH
 
 __all__ = ["ComponentEnergy", "PhaseSummary", "Run", "RunSummary", "active_runs", "track"]
 
 log = logging.getLogger("greentrack")
 F = TypeVar("F", bound=Callable[..., Any])
-J_PER_KWH = 3.6e6
 _ACTIVE: list[Run] = []
 _ACTIVE_LOCK = threading.Lock()
 _LOGGED: set[str] = set()  # warnings already printed by this process

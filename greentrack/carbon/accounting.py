@@ -25,6 +25,7 @@ import numpy as np
 
 from greentrack.carbon.series import IntensitySeries, Provenance
 from greentrack.errors import ConfigError, IntensityDataError
+from greentrack.units import J_PER_KWH
 
 __all__ = [
     "J_PER_KWH",
@@ -36,9 +37,6 @@ __all__ = [
     "predict_final_s",
     "static_co2e_g",
 ]
-
-#: Joules in one kilowatt-hour.
-J_PER_KWH = 3.6e6
 
 
 def co2e_g(

@@ -13,10 +13,9 @@ from typing import Any
 
 from greentrack.config import Config
 from greentrack.errors import GreentrackError
+from greentrack.units import J_PER_KWH
 
 __all__ = ["CarbonContext", "RunCarbon", "account_run", "prepare"]
-
-J_PER_KWH = 3.6e6
 
 
 @dataclass

@@ -10,22 +10,13 @@ from typing import Any
 import click
 
 from greentrack.cli.app import db_option, echo_json, format_option, main, translate_errors
+from greentrack.units import format_energy
 
 
 def _db(db_url: str | None) -> str:
     from greentrack.config import load_config
 
     return db_url or load_config().db_url
-
-
-def _fmt_energy(j: float | None) -> str:
-    if j is None:
-        return "-"
-    if j >= 3.6e6:
-        return f"{j / 3.6e6:.3f} kWh"
-    if j >= 1e3:
-        return f"{j / 1e3:.1f} kJ"
-    return f"{j:.1f} J"
 
 
 CSV_COLUMNS = (
@@ -124,7 +115,7 @@ def runs_cmd(project, status, tags, since, sort, asc, limit, fmt, db_url) -> Non
             o["status"],
             (o["started_at"] or "")[:19].replace("T", " "),
             f"{o['duration_s']:.1f} s" if o["duration_s"] is not None else "-",
-            _fmt_energy(o["energy_j"]),
+            format_energy(o["energy_j"]),
             _methods(o),
             f"{o['co2e_g']:.2f} g" if o["co2e_g"] is not None else "-",
             o["region"] or "-",
@@ -175,14 +166,14 @@ def render_run(o: dict[str, Any]) -> str:
         + (f"  ({o['error']})" if o.get("error") else ""),
         f"  started {o['started_at']}  ended {o['ended_at'] or '-'}  "
         f"duration {o['duration_s'] or 0:.1f} s  host {o.get('host') or '-'}",
-        f"  energy {_fmt_energy(o['energy_j'])} ({o['energy_kwh']:.6f} kWh, device)"
+        f"  energy {format_energy(o['energy_j'])} ({o['energy_kwh']:.6f} kWh, device)"
         + (f"; x PUE {o['pue']:g} = {o['facility_energy_kwh']:.6f} kWh" if o["pue"] != 1 else ""),
         "  components:",
     ]
     for c in o["components"]:
         where = f" rank {c['rank']}@{c['host']}" if o.get("world_size", 1) > 1 else ""
         out.append(
-            f"    {c['device']:<22} {_fmt_energy(c['energy_j']):>12}  [{c['method']}]{where}"
+            f"    {c['device']:<22} {format_energy(c['energy_j']):>12}  [{c['method']}]{where}"
         )
     if o.get("co2e_g") is not None:
         src = o.get("intensity_source") or {}
@@ -198,7 +189,7 @@ def render_run(o: dict[str, Any]) -> str:
     if fc and fc.get("predicted_energy_j") is not None:
         out.append(
             f"  progress {fc['fraction']:.0%}: predicted final energy "
-            f"{_fmt_energy(fc['predicted_energy_j'])}"
+            f"{format_energy(fc['predicted_energy_j'])}"
             + (f", {fc['predicted_co2e_g']:.2f} g CO2e" if fc.get("predicted_co2e_g") else "")
         )
     if o["phase_totals"]:
@@ -206,7 +197,7 @@ def render_run(o: dict[str, Any]) -> str:
         for p in o["phase_totals"]:
             out.append(
                 f"    {p['name']:<22} x{p['count']:<5} {p['duration_s']:10.2f} s "
-                f"{_fmt_energy(p['energy_j']):>12}"
+                f"{format_energy(p['energy_j']):>12}"
             )
     if o["metrics"]:
         out.append("  metrics: " + ", ".join(f"{k}={v:g}" for k, v in o["metrics"].items()))

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from greentrack.errors import ConfigError
+from greentrack.units import J_PER_KWH
 
 __all__ = [
     "FORMATS",
@@ -43,7 +44,6 @@ __all__ = [
     "render",
 ]
 
-J_PER_KWH = 3.6e6
 REPORT_SCHEMA = "greentrack.report/1"
 FORMATS = ("markdown", "latex", "html", "json", "csv")
 FINAL_VALUES = ("true", "1", "yes")

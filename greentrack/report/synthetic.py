@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["DeviceSpec", "SyntheticRun", "write_runs"]
+from greentrack.units import J_PER_KWH
 
-J_PER_KWH = 3.6e6
+__all__ = ["DeviceSpec", "SyntheticRun", "write_runs"]
 
 
 @dataclass

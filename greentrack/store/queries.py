@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from greentrack.errors import ConfigError, RunLookupError
 from greentrack.store.dbapi import Connection, decode_json, decode_time
 from greentrack.store.schema import open_store
+from greentrack.units import J_PER_KWH
 
 __all__ = [
     "get_run",
@@ -28,7 +28,6 @@ __all__ = [
     "run_samples",
 ]
 
-J_PER_KWH = 3.6e6
 SORT_COLUMNS = {
     "started": "started_at",
     "energy": "energy_j",
@@ -355,7 +354,3 @@ def parse_tags(pairs: Iterable[str]) -> list[tuple[str, str]]:
         k, v = p.split("=", 1)
         out.append((k, v))
     return out
-
-
-def now_s() -> float:
-    return time.time()
