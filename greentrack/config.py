@@ -23,7 +23,6 @@ Example ``~/.greentrack/config.toml``::
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,6 +122,8 @@ def load_config(env: dict[str, str] | None = None) -> Config:
     data: dict[str, Any] = {}
     path = home / "config.toml"
     if path.is_file():
+        import tomllib
+
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:

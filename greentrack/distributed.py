@@ -36,7 +36,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import socket
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
@@ -44,6 +43,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from greentrack import hardware
 from greentrack.config import Config
 from greentrack.meters.base import Meter
 
@@ -269,7 +269,7 @@ def place(
             ``GREENTRACK_DIST_TIMEOUT_S`` or 300 s).
     """
     env = os.environ if env is None else env
-    host = socket.gethostname()
+    host = hardware.hostname()
     dist = _process_group()
     layout: Layout | None = None
     if dist is not None and dist.get_world_size() > 1:

@@ -8,11 +8,10 @@ Used for run metadata and by the estimating meters (:mod:`greentrack.meters.esti
 from __future__ import annotations
 
 import os
-import platform
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["cpu_count", "cpu_model", "gpu_models", "ram_total_gib"]
+__all__ = ["cpu_count", "cpu_model", "gpu_models", "hostname", "ram_total_gib"]
 
 _PROC_CPUINFO = Path("/proc/cpuinfo")
 
@@ -31,7 +30,20 @@ def cpu_model(cpuinfo: Path = _PROC_CPUINFO) -> str:
                     return " ".join(value.split())
     except OSError:
         pass
+    import platform
+
     return platform.processor().strip() or "unknown"
+
+
+def hostname() -> str:
+    """This machine's name, as :func:`socket.gethostname` gives it (read from ``uname``, which is
+    what that calls on POSIX, without importing :mod:`socket`)."""
+    try:
+        return os.uname().nodename
+    except AttributeError:  # not POSIX
+        import socket
+
+        return socket.gethostname()
 
 
 def cpu_count() -> int:

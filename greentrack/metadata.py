@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import os
 import platform
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -81,7 +80,7 @@ def static_metadata() -> dict[str, Any]:
     from greentrack import hardware
 
     meta: dict[str, Any] = {
-        "host": socket.gethostname(),
+        "host": hardware.hostname(),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "cpu_model": hardware.cpu_model(),

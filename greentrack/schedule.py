@@ -69,18 +69,19 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from greentrack import timefmt
 from greentrack.carbon.series import IntensitySeries, Provenance
 from greentrack.errors import ScheduleError
+from greentrack.timefmt import format_time
 from greentrack.units import J_PER_KWH
 
 __all__ = [
@@ -106,23 +107,14 @@ __all__ = [
     "should_pause",
 ]
 
-_STUDY_NAMES = (
-    "StudyResult",
-    "StudyRow",
-    "format_study",
-    "save_study_plot",
-    "study",
-    "study_files",
-    "study_series",
-)
-
 
 def __getattr__(name: str) -> Any:
     """The study lives in :mod:`greentrack.schedule_study`; its names are re-exported here."""
-    if name in _STUDY_NAMES:
+    if not name.startswith("__"):  # not for dunder probes (copy, pickle, doctest...)
         from greentrack import schedule_study
 
-        return getattr(schedule_study, name)
+        if name in schedule_study.__all__:
+            return getattr(schedule_study, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -141,82 +133,11 @@ _EPS_S = 1e-6
 # Parsing and formatting of times and durations
 # --------------------------------------------------------------------------------------------
 
-_DUR_UNITS = {"w": 604800.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "min": 60.0, "s": 1.0}
-_DUR_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(w|d|h|min|m|s)", re.IGNORECASE)
-_ISO_DUR_RE = re.compile(
-    r"P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?"
-    r"(?:(?P<s>\d+(?:\.\d+)?)S)?)?",
-    re.IGNORECASE,
-)
-
 
 def parse_duration(value: float | int | str, what: str = "duration") -> float:
-    """Seconds from ``6h``, ``90m``, ``1h30m``, ``3600s``, ``2d``, ``1w``, ``PT6H`` or a number.
-
-    Numbers (int/float) are seconds; strings need a unit. Raises ScheduleError on bad input.
-    """
-    if isinstance(value, bool):
-        raise ScheduleError(f"{what} {value!r} is not a duration; write e.g. 6h, 90m or 3600s")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        text = str(value).strip()
-        iso = _ISO_DUR_RE.fullmatch(text)
-        if text.upper().startswith("P") and iso and any(iso.groupdict().values()):
-            seconds = sum(
-                float(v) * {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}[k]
-                for k, v in iso.groupdict().items()
-                if v
-            )
-        else:
-            compact = text.replace(" ", "")
-            parts = _DUR_RE.findall(compact)
-            if not parts or "".join(n + u for n, u in parts).lower() != compact.lower():
-                raise ScheduleError(
-                    f"{what} {text!r} is not a duration; write e.g. 6h, 90m, 1h30m or 3600s"
-                )
-            seconds = sum(float(n) * _DUR_UNITS[u.lower()] for n, u in parts)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ScheduleError(f"{what} must be a finite, non-negative duration (got {value!r})")
-    return seconds
-
-
-def _zone(name: str) -> Any:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ScheduleError(
-            f"unknown time zone {name!r}; use an IANA name such as Europe/Madrid or UTC"
-        ) from None
-
-
-def _localize(naive: datetime, tz_name: str) -> datetime:
-    """Attach an IANA zone to a naive local time, refusing DST gaps and ambiguous times."""
-    zone = _zone(tz_name)
-    first = naive.replace(tzinfo=zone, fold=0)
-    second = naive.replace(tzinfo=zone, fold=1)
-    if first.utcoffset() != second.utcoffset():
-        back = first.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
-        stamp = naive.isoformat(timespec="minutes")
-        if back != naive:
-            raise ScheduleError(
-                f"{stamp} does not exist in {tz_name} (clocks jump forward); "
-                "give an explicit offset or a time outside the DST gap"
-            )
-        raise ScheduleError(
-            f"{stamp} happens twice in {tz_name} (clocks go back); add the offset you mean, "
-            f"e.g. {stamp}{_fmt_offset(first)} or {stamp}{_fmt_offset(second)}"
-        )
-    return first
-
-
-def _fmt_offset(dt: datetime) -> str:
-    off = dt.utcoffset()
-    minutes = int(off.total_seconds() // 60) if off is not None else 0
-    sign = "+" if minutes >= 0 else "-"
-    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+    """Seconds from ``6h``, ``90m``, ``1h30m``, ``3600s``, ``2d``, ``1w``, ``PT6H`` or a number
+    (:func:`greentrack.timefmt.parse_duration`); bad input raises ScheduleError."""
+    return timefmt.parse_duration(value, what, error=ScheduleError)
 
 
 def parse_time(
@@ -226,45 +147,11 @@ def parse_time(
     now_s: float | None = None,
     what: str = "time",
 ) -> float:
-    """Epoch seconds (UTC) from ISO 8601 text, a datetime, epoch seconds, or ``now``/None.
-
-    Text may end in ``Z``, an offset, or a ``[Area/City]`` zone; naive text and naive datetimes
-    are in ``tz`` when given, else UTC. DST gaps and ambiguous local times raise ScheduleError.
-    """
-    if value is None or (isinstance(value, str) and value.strip().lower() == "now"):
-        return float(time.time() if now_s is None else now_s)
-    if isinstance(value, bool):
-        raise ScheduleError(f"{what} {value!r} is not a time; write e.g. 2022-03-01T08:00Z")
-    if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise ScheduleError(f"{what} must be finite (got {value!r})")
-        return float(value)
-    if isinstance(value, datetime):
-        dt = value
-        zone_name = tz
-    else:
-        text = str(value).strip()
-        zone_name = tz
-        m = re.fullmatch(r"(.*?)\s*\[([A-Za-z0-9_+\-/]+)\]", text)
-        if m:
-            text, zone_name = m.group(1), m.group(2)
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        try:
-            dt = datetime.fromisoformat(text)
-        except ValueError:
-            raise ScheduleError(
-                f"{what} {value!r} is not an ISO 8601 time; write e.g. 2022-03-01T08:00Z "
-                "or 2022-03-01T09:00+01:00"
-            ) from None
-    if dt.tzinfo is None:
-        dt = _localize(dt, zone_name) if zone_name else dt.replace(tzinfo=UTC)
-    return dt.timestamp()
-
-
-def format_time(t_s: float) -> str:
-    """ISO 8601 UTC with ``Z``, to the second: ``2022-03-01T08:00:00Z``."""
-    return datetime.fromtimestamp(round(float(t_s)), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Epoch seconds (UTC) from ISO 8601 text (``Z``, an offset or a ``[Area/City]`` suffix), a
+    datetime, epoch seconds, or ``now``/None; naive times are in ``tz``, else UTC
+    (:func:`greentrack.timefmt.parse_time`). Bad input, DST gaps and ambiguous local times
+    raise ScheduleError."""
+    return timefmt.parse_time(value, tz=tz, now_s=now_s, what=what, error=ScheduleError)
 
 
 def _fmt_dur(seconds: float) -> str:
@@ -1298,7 +1185,7 @@ def plan(
     """
     now = time.time() if now_s is None else float(now_s)
     if tz:
-        _zone(tz)  # a wrong zone name is an error even when no naive time needs it
+        timefmt.time_zone(tz, error=ScheduleError)  # wrong even when no naive time needs it
     at_s = parse_time(at, tz=tz, now_s=now, what="submission time")
     d_s = None if duration is None else parse_duration(duration)
     if profile_run is not None:

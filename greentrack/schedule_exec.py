@@ -303,7 +303,7 @@ def wait_until_start(
     KeyboardInterrupt propagates (the caller reports the cancellation). On a terminal the
     countdown is rewritten in place every ``tick_s``; otherwise a line is written every 10 minutes.
     """
-    from greentrack.schedule import format_time
+    from greentrack.timefmt import format_time
 
     clock = clock or SystemClock()
     out = out if out is not None else sys.stderr
@@ -464,7 +464,7 @@ def schedule_command(
 
 def _pause_hook(p: Plan, clock: Clock, plan_dict: dict[str, Any]) -> Callable[[Any, Any], Any]:
     """``on_started`` for the runner: a PauseController that records what it applied."""
-    from greentrack.schedule import format_time
+    from greentrack.timefmt import format_time
 
     def hook(run: Any, child: Any) -> PauseController:
         try:

@@ -23,12 +23,10 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
-import inspect
 import json
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -39,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar, overload
 
+from greentrack import hardware
 from greentrack.config import Config, load_config
 from greentrack.distributed import Placement, open_placement_meters, place
 from greentrack.errors import (
@@ -279,7 +278,7 @@ class Run:
         self.t0_mono = 0.0
         self.t0_wall = 0.0
         self.t1_mono: float | None = None
-        self.host = socket.gethostname()
+        self.host = hardware.hostname()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> Run:
@@ -342,7 +341,10 @@ class Run:
         except Exception as e:
             log.exception("greentrack: internal error while accounting CO2e")
             self._on_warning("carbon", f"CO2e not computed: internal error {type(e).__name__}: {e}")
-        self._checkpoint(self._sampler.take_pending(), final=True)
+        try:
+            self._checkpoint(self._sampler.take_pending(), final=True)
+        except Exception:  # the user's program goes on; what was delivered before stays
+            log.exception("greentrack: internal error in the final checkpoint")
         if self._writer is not None:
             self._writer.close()
         return self.summary()
@@ -752,7 +754,9 @@ class Run:
                 if self._store_warned:
                     self._store_warned = False
                     log.warning("greentrack: store reachable again; spooled readings written")
-            except (StoreError, DatabaseURLError) as e:
+            except Exception as e:  # never into the user's code: spool instead
+                if not isinstance(e, (StoreError, DatabaseURLError)):
+                    log.exception("greentrack: internal error while writing to the store")
                 self._retry_after = time.monotonic() + min(30.0, max(2.0, self.checkpoint_s))
                 self._to_spool(cp)
                 if final or not self._store_warned:
@@ -863,6 +867,8 @@ class _Tracker:
 
     def __call__(self, fn: F) -> F:
         name = self.name or getattr(fn, "__name__", "run")
+        import inspect
+
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)

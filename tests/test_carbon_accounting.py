@@ -16,6 +16,7 @@ from greentrack.carbon.accounting import (
     static_co2e_g,
 )
 from greentrack.carbon.series import IntensitySeries, Provenance
+from greentrack.carbon.static import StaticSource
 from greentrack.errors import ConfigError, IntensityDataError
 
 T0 = 1_646_092_800.0  # 2022-03-01T00:00:00Z, an hour boundary
@@ -141,3 +142,59 @@ def _timed(fn) -> float:
     t = time.perf_counter()
     fn()
     return time.perf_counter() - t
+
+
+# -- accounting on a constant intensity (the static default) needs no numpy ---------------------
+class _AsSeries(StaticSource):
+    """The static source without its constant shortcut: accounting goes through the series."""
+
+    def constant(self, zone: str) -> None:
+        return None
+
+
+def _run_series(rng: np.random.Generator, t0_s: float) -> dict:
+    out = {}
+    for device, power_w in (("gpu:0", 300.0), ("cpu:package-0", 60.0), ("dram:package-0", 9.0)):
+        t = t0_s + np.cumsum(rng.uniform(0.5, 2.0, 400))
+        e = np.cumsum(power_w * rng.uniform(0.2, 1.0, 400) * np.diff(t, prepend=t0_s))
+        out[device] = (t.tolist(), e.tolist())
+    out["gpu:1"] = ([], [])  # a device that never produced a reading
+    return out
+
+
+@pytest.mark.parametrize("zone", ["ES", "US-CA", "gcp:europe-west1"])
+def test_constant_intensity_path_equals_the_series_path(zone: str) -> None:
+    from greentrack.carbon.runcarbon import CarbonContext, account_run
+
+    rng = np.random.default_rng(7)
+    t0 = 1.7e9
+    series = _run_series(rng, t0)
+    t1 = max(t[-1] for t, _ in series.values() if t)
+    phases = {"train": [(t0 + 1, t0 + 100, 5000.0), (t0 + 200, t0 + 300, 7000.0)], "eval": []}
+    fast = account_run(CarbonContext(zone, "argument", StaticSource()), series=series,
+                       phases=phases, t0_s=t0, t1_s=t1, pue=1.3)  # fmt: skip
+    slow = account_run(CarbonContext(zone, "argument", _AsSeries()), series=series,
+                       phases=phases, t0_s=t0, t1_s=t1, pue=1.3)  # fmt: skip
+    assert fast.co2e_g > 0
+    assert fast.co2e_g == pytest.approx(slow.co2e_g, rel=1e-12)
+    assert fast.device_co2e_g.keys() == slow.device_co2e_g.keys()
+    for d in fast.device_co2e_g:
+        assert fast.device_co2e_g[d] == pytest.approx(slow.device_co2e_g[d], rel=1e-12)
+    assert fast.phase_co2e_g == pytest.approx(slow.phase_co2e_g, rel=1e-12)
+    assert fast.co2e_g_annual == pytest.approx(slow.co2e_g_annual, rel=1e-12)
+    assert fast.provenance == slow.provenance and fast.provenance["name"] == "codecarbon-static"
+    assert fast.series_json == slow.series_json
+    assert fast.warnings == slow.warnings
+
+
+def test_constant_intensity_path_keeps_the_checks() -> None:
+    from greentrack.carbon.runcarbon import CarbonContext, account_run
+
+    ctx = CarbonContext("ES", "argument", StaticSource())
+    kw = {"phases": {}, "t0_s": 0.0, "t1_s": 10.0}
+    with pytest.raises(IntensityDataError, match="decreases at sample 2"):
+        account_run(ctx, series={"gpu:0": ([0, 1, 2], [0, 5, 4])}, pue=1.0, **kw)
+    with pytest.raises(IntensityDataError, match="NaN"):
+        account_run(ctx, series={"gpu:0": ([0, 1], [0, float("nan")])}, pue=1.0, **kw)
+    with pytest.raises(ConfigError, match="PUE"):
+        account_run(ctx, series={"gpu:0": ([0, 1], [0, 1])}, pue=0.9, **kw)

@@ -63,7 +63,7 @@ def test_intensity_default_region_warns_on_stderr():
     [
         (["intensity", "Spian"], "Error: unknown region 'Spian'; closest matches:"),
         (["intensity", "ES", "--forecast", "24h"], "Error: codecarbon-static has no forecasts"),
-        (["intensity", "ES", "--forecast", "24"], "Error: cannot read the duration '24'"),
+        (["intensity", "ES", "--forecast", "24"], "Error: cannot read --forecast '24'"),
         (["intensity", "ES", "--at", "tomorrow"], "Error: cannot read the time 'tomorrow'"),
         (["intensity", "ES", "--source", "wattime"], "did you mean watttime?"),
         (

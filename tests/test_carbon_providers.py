@@ -134,7 +134,7 @@ class Sleeps(list):
 
 
 def iso(t: float) -> str:
-    from greentrack.carbon.timefmt import iso_utc
+    from greentrack.timefmt import iso_utc
 
     return iso_utc(t)
 

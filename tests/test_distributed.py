@@ -137,8 +137,6 @@ GPU_W = [100.0, 200.0]  # every simulated node has two GPUs
 
 def _worker(rank: int, world: int, init: str, url: str, out: str) -> None:
     """One rank: DDP training in tracked runs, then the corner cases. Writes out/<rank>.json."""
-    import socket
-
     import torch
     import torch.distributed as dist
 
@@ -146,10 +144,11 @@ def _worker(rank: int, world: int, init: str, url: str, out: str) -> None:
     from fakes.nvml import FakeGpu, FakeNvml
 
     import greentrack as gt
+    from greentrack import hardware as gt_hardware
 
     torch.set_num_threads(1)
     host = HOSTS[rank]
-    socket.gethostname = lambda: host  # two nodes on one machine
+    gt_hardware.hostname = lambda: host  # two nodes on one machine
     local = [r for r, h in enumerate(HOSTS) if h == host]
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(local.index(rank)),
                       LOCAL_WORLD_SIZE=str(len(local)))  # fmt: skip

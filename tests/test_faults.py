@@ -233,6 +233,35 @@ def test_spool_disk_full_then_freed_spools_what_was_held(tmp_path, monkeypatch) 
     assert samples["t_s"].size == kept_samples(run)
 
 
+def test_a_broken_store_install_never_reaches_the_users_code(tmp_path, monkeypatch) -> None:
+    """Not a database error but a broken environment (alembic missing when a new database has to
+    be created): every checkpoint, the final one included, is spooled with a warning; stop()
+    returns normally, and ``greentrack sync`` writes the run once the install is fixed."""
+    from click.testing import CliRunner
+
+    from greentrack.cli import main
+    from greentrack.store import schema
+
+    def missing(url: str) -> None:
+        raise ModuleNotFoundError("No module named 'alembic'")
+
+    url = f"sqlite:///{tmp_path}/runs.db"
+    real_upgrade = schema.upgrade
+    monkeypatch.setattr(schema, "upgrade", missing)
+    with gt.track("broken", db=url, meters=[replay()], interval_s=0.02, checkpoint_s=0.05) as run:
+        time.sleep(0.3)
+    s = run.summary()
+    assert s.status == "finished" and s.energy_j > 0
+    assert any("store unusable" in w and "alembic" in w for w in s.warnings)
+    assert Spool.for_store(load_config().spool_dir, url).pending(run.id)  # measured: on disk
+    monkeypatch.setattr(schema, "upgrade", real_upgrade)  # the install is fixed
+    result = CliRunner().invoke(main, ["sync", "--db", url])
+    assert result.exit_code == 0, result.output
+    obj, samples = stored(url, run.id)
+    assert obj["status"] == "finished" and obj["energy_j"] == pytest.approx(s.energy_j, rel=1e-12)
+    assert samples["t_s"].size == kept_samples(run)
+
+
 # -- hardware failing mid-run ---------------------------------------------------------------------
 def test_gpu_lost_mid_run_freezes_that_gpu_and_records_why(
     sqlite_url, fake_nvml, no_powercap

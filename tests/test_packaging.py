@@ -107,3 +107,23 @@ def test_import_is_light() -> None:
     dt, heavy = done.stdout.split(" ", 1)
     assert heavy.strip() == "[]"
     assert float(dt) < 0.5  # the budget is 100 ms; the bound leaves room for a loaded CI machine
+
+
+def test_a_tracked_run_on_the_default_path_loads_nothing_heavy(tmp_path) -> None:
+    """Start + stop with the offline (static) intensity: CO2e is accounted without numpy, and the
+    store is written without SQLAlchemy — the fixed cost a trivial tracked function pays."""
+    code = (
+        "import sys, greentrack as gt; s = gt.track('t', region='ES').start().stop(); "
+        "assert s.co2e_g is not None and s.co2e_g > 0, s; "
+        "print([m for m in ('numpy', 'pandas', 'torch', 'sqlalchemy', 'alembic', 'codecarbon', "
+        "'psutil', 'pynvml') if m in sys.modules])"
+    )
+    env = dict(
+        os.environ, GREENTRACK_HOME=str(tmp_path), GREENTRACK_DB=f"sqlite:///{tmp_path}/r.db"
+    )
+    subprocess.run([sys.executable, "-m", "greentrack", "db", "upgrade"], env=env, check=True,
+                   capture_output=True, timeout=120)  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

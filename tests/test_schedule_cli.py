@@ -130,7 +130,7 @@ def test_deadline_and_time_zones(es2022):
     ("extra", "message"),
     [
         (["--duration", "6h", "--deadline", "2022-03-01T10:00Z"], "too early"),
-        (["--duration", "6", "--within", "1h"], "not a duration"),
+        (["--duration", "6", "--within", "1h"], "cannot read the duration"),
         (["--duration", "6h"], "--within"),
         (["--duration", "6h", "--within", "1h", "--deadline", "2022-03-02T00:00Z"], "not both"),
         (

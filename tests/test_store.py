@@ -9,7 +9,7 @@ from tests_helpers import checkpoint
 
 from greentrack.errors import DatabaseURLError, SchemaOutdatedError, StoreUnavailableError
 from greentrack.store import queries
-from greentrack.store.dbapi import connect, parse_url
+from greentrack.store.dbapi import PG_LIVENESS, connect, parse_url
 from greentrack.store.models import SCHEMA_REVISION as MODELS_REVISION
 from greentrack.store.schema import SCHEMA_REVISION, current_revision, migrations_dir, upgrade
 from greentrack.store.writer import Checkpoint, Spool, StoreWriter
@@ -105,6 +105,19 @@ def test_unreachable_postgres_is_store_unavailable() -> None:
     with pytest.raises(StoreUnavailableError) as caught:
         connect("postgresql+psycopg://u:hunter22@127.0.0.1:1/db", timeout_s=1)
     assert "hunter22" not in str(caught.value)
+
+
+@pytest.mark.postgres
+def test_postgres_connections_notice_a_dead_peer(pg_url: str) -> None:
+    """TCP keepalives and a send timeout are on (a silent partition fails in ~30 s, then the
+    spool takes over), and a URL's own setting wins."""
+    conn = connect(pg_url)
+    params = conn.raw.info.get_parameters()
+    conn.close()
+    assert {k: params.get(k) for k in PG_LIVENESS} == {k: str(v) for k, v in PG_LIVENESS.items()}
+    conn = connect(f"{pg_url}&keepalives_idle=60")
+    assert conn.raw.info.get_parameters()["keepalives_idle"] == "60"
+    conn.close()
 
 
 def test_sqlite_is_wal_private_and_shared(sqlite_url: str) -> None:

@@ -12,5 +12,4 @@ Modules (import the one you need; nothing heavy is imported here)::
     accounting  co2e_g(), account_samples(), static_co2e_g(), predict_final()
     whatif      whatif() on arrays, whatif_run() on a stored run
     lookup      lookup_intensity(): the `greentrack intensity` command's one call
-    timefmt     parse_time(), parse_duration(), iso_utc()
 """

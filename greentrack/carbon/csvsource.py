@@ -48,8 +48,8 @@ import numpy as np
 
 from greentrack.carbon.regular import DEFAULT_MAX_GAP_STEPS, regularise
 from greentrack.carbon.sources import IntensitySource
-from greentrack.carbon.timefmt import iso_utc
 from greentrack.errors import IntensityDataError, UnknownRegionError
+from greentrack.timefmt import iso_utc
 
 if TYPE_CHECKING:
     from greentrack.carbon.series import IntensitySeries

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from greentrack.carbon.timefmt import iso_utc
+from greentrack.timefmt import iso_utc
 
 if TYPE_CHECKING:
     from greentrack.carbon.series import IntensitySeries

@@ -49,9 +49,9 @@ import numpy as np
 from greentrack.carbon._data import G_PER_KWH_PER_LB_PER_MWH
 from greentrack.carbon.regular import regularise
 from greentrack.carbon.sources import IntensityPoint, IntensitySource
-from greentrack.carbon.timefmt import iso_utc
 from greentrack.errors import IntensityDataError, ProviderError, UnknownRegionError
 from greentrack.security import mask_secrets
+from greentrack.timefmt import iso_utc
 
 if TYPE_CHECKING:
     from greentrack.carbon.series import IntensitySeries

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from greentrack.carbon.timefmt import iso_utc
 from greentrack.errors import IntensityDataError
+from greentrack.timefmt import iso_utc
 
 __all__ = ["DEFAULT_MAX_GAP_STEPS", "Regular", "regularise"]
 

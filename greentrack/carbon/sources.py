@@ -60,7 +60,7 @@ class IntensityPoint:
 
     def to_dict(self) -> dict[str, Any]:
         """``{zone, at, g_per_kwh, kind, source}`` with ``at`` in ISO 8601 UTC."""
-        from greentrack.carbon.timefmt import iso_utc
+        from greentrack.timefmt import iso_utc
 
         return {
             "zone": self.zone,
@@ -97,6 +97,11 @@ class IntensitySource(ABC):
         """Intensity at the instant ``t_s`` (epoch seconds)."""
         s = self.series(zone, t_s, t_s + 1.0)
         return IntensityPoint(zone, float(t_s), float(s.at(t_s)), s.provenance.kind, s.provenance)
+
+    def constant(self, zone: str) -> tuple[float, Provenance] | None:
+        """``(g_per_kwh, provenance)`` when the source's intensity is the same at every instant
+        (then accounting is exact without a series), else None."""
+        return None
 
     def forecast(self, zone: str, horizon_s: float) -> IntensitySeries:
         """Forecast from now to ``now + horizon_s``. Sources without forecasts raise."""

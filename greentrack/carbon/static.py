@@ -35,12 +35,13 @@ from greentrack.carbon._data import (
     codecarbon_json,
     countries,
 )
+from greentrack.carbon.provenance import Provenance
 from greentrack.carbon.regions import CANADA_PROVINCES, GCP_REGION_FIXES, zone_info
 from greentrack.carbon.sources import IntensityPoint, IntensitySource
 from greentrack.errors import IntensityError
 
 if TYPE_CHECKING:
-    from greentrack.carbon.series import IntensitySeries, Provenance
+    from greentrack.carbon.series import IntensitySeries
 
 __all__ = ["StaticSource", "static_intensity"]
 
@@ -70,8 +71,6 @@ def static_intensity(zone: str) -> tuple[float, Provenance]:
         UnknownRegionError: unknown zone.
         IntensityError: a known zone that codecarbon's data does not cover.
     """
-    from greentrack.carbon.series import Provenance
-
     info = zone_info(zone)
     if info.static_zone != info.zone:
         g, base = static_intensity(info.static_zone)
@@ -236,3 +235,7 @@ class StaticSource(IntensitySource):
     def at(self, zone: str, t_s: float) -> IntensityPoint:
         g, prov = static_intensity(zone)
         return IntensityPoint(prov.zone, float(t_s), g, "average", prov)
+
+    def constant(self, zone: str) -> tuple[float, Provenance]:
+        """The zone's annual average, which holds at every instant. Units: g CO₂e/kWh."""
+        return static_intensity(zone)

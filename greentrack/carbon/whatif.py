@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from greentrack.carbon.accounting import CarbonAccount, account_samples
-from greentrack.carbon.timefmt import iso_utc
 from greentrack.errors import ConfigError, IntensityDataError
+from greentrack.timefmt import iso_utc
 
 if TYPE_CHECKING:
     from greentrack.carbon.series import Provenance
@@ -196,18 +196,9 @@ def whatif(
 
 
 def _as_epoch(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if hasattr(value, "timestamp"):
-        from datetime import UTC
+    from greentrack.timefmt import parse_time
 
-        dt = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        return float(dt.timestamp())
-    from greentrack.carbon.timefmt import parse_time
-
-    return parse_time(str(value))
+    return None if value is None else parse_time(value)
 
 
 def whatif_run(

@@ -85,14 +85,14 @@ def intensity(
       greentrack intensity GB --source uk --forecast 24h
     """
     from greentrack.carbon.lookup import lookup_intensity
-    from greentrack.carbon.timefmt import parse_duration, parse_time
+    from greentrack.timefmt import parse_duration, parse_time
 
     result = lookup_intensity(
         zone,
         at_s=parse_time(at) if at else None,
         source=source,
         csv=list(csv_files) or None,
-        forecast_s=parse_duration(forecast) if forecast else None,
+        forecast_s=parse_duration(forecast, "--forecast", positive=True) if forecast else None,
         **(_csv_options(tz, signal, time_column, value_column, max_gap) if csv_files else {}),
     )
     for w in result.warnings:
@@ -145,8 +145,8 @@ def whatif_cmd(
       greentrack whatif 3f2a --region FR
       greentrack whatif 3f2a --start 2022-03-01T02:00Z --csv ES_2022_hourly.csv --format json
     """
-    from greentrack.carbon.timefmt import parse_time
     from greentrack.carbon.whatif import whatif_run
+    from greentrack.timefmt import parse_time
 
     result = whatif_run(
         db_url,

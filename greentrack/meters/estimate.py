@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import importlib.util
 import json
 import os
 import re
@@ -61,6 +60,8 @@ RAM_W_PER_GIB = 0.375
 
 def cpu_power_table_path() -> Path | None:
     """Where CodeCarbon's ``cpu_power.csv`` lies, without importing CodeCarbon; None if absent."""
+    import importlib.util
+
     spec = importlib.util.find_spec("codecarbon")
     for loc in (spec.submodule_search_locations or []) if spec else []:
         path = Path(loc) / "data" / "hardware" / "cpu_power.csv"
@@ -74,10 +75,16 @@ def load_tdp_table(path: Path) -> dict[str, float]:
     """CPU model name -> TDP (W) from a ``Name,TDP`` CSV. Rows that do not parse are skipped."""
     table: dict[str, float] = {}
     with open(path, encoding="utf-8", newline="") as f:
-        for row in csv.DictReader(f):
+        rows = csv.reader(f)
+        header = next(rows, [])
+        try:
+            i_name, i_tdp = header.index("Name"), header.index("TDP")
+        except ValueError:
+            return table
+        for row in rows:
             try:
-                name, tdp = (row.get("Name") or "").strip(), float(row.get("TDP") or "")
-            except ValueError:
+                name, tdp = row[i_name].strip(), float(row[i_tdp])
+            except (IndexError, ValueError):
                 continue
             if name and tdp > 0:
                 table.setdefault(name, tdp)
@@ -126,12 +133,18 @@ def match_tdp(model: str, table: Mapping[str, float]) -> TdpMatch:
     if (hit := lowered.get(model.strip().lower())) is not None:
         return TdpMatch(model, table[hit], hit, src)
     norm = _normalise(model)
+    words = set(norm.split())
+    # Only entries that can match are normalised (the slow part): every word of a normalised
+    # name is a substring of the lowercased name, so an entry equal to ``norm`` contains all of
+    # its words, and a subset entry contains one of its words that has a digit.
+    numbered = [w for w in words if any(c.isdigit() for c in w)]
     by_norm: dict[str, str] = {}
     for name in table:
-        by_norm.setdefault(_normalise(name), name)
+        low = name.lower()
+        if any(w in low for w in numbered) or all(w in low for w in words):
+            by_norm.setdefault(_normalise(name), name)
     if norm and (hit := by_norm.get(norm)) is not None:
         return TdpMatch(model, table[hit], hit, src)
-    words = set(norm.split())
     best: list[str] = []
     best_len = 0
     for cand_norm, name in by_norm.items():

@@ -270,6 +270,20 @@ def _ensure_private_file(path: Path) -> None:
         )
 
 
+#: libpq settings that notice a dead server or a silent network partition within about 30 s
+#: instead of the OS's default of two hours: TCP keepalive probes while waiting for an answer
+#: (10 s idle, then 3 probes 5 s apart) and a limit on unacknowledged sends (``tcp_user_timeout``,
+#: ms). Without them a cut cable blocks the checkpoint thread, and the spool never takes over.
+#: A URL that sets any of them (``?keepalives_idle=60``) keeps its own value.
+PG_LIVENESS = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
+
+
 def connect(url: str | StoreURL, *, timeout_s: float = 30.0, create: bool = True) -> Connection:
     """Open a connection. SQLite gets WAL mode and a busy timeout so processes can share it.
 
@@ -302,8 +316,12 @@ def connect(url: str | StoreURL, *, timeout_s: float = 30.0, create: bool = True
         raise DatabaseURLError(
             "PostgreSQL needs the psycopg driver: pip install 'greentrack[postgres]'"
         ) from None
+    from psycopg.conninfo import conninfo_to_dict
+
+    given = conninfo_to_dict(parsed.conninfo)
+    liveness = {k: v for k, v in PG_LIVENESS.items() if k not in given}  # the URL's own win
     try:
-        raw = psycopg.connect(parsed.conninfo, connect_timeout=max(1, int(timeout_s)))
+        raw = psycopg.connect(parsed.conninfo, connect_timeout=max(1, int(timeout_s)), **liveness)
     except psycopg.OperationalError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise StoreUnavailableError(

@@ -8,11 +8,11 @@ older than three checkpoint intervals (or whose process is gone, on the same hos
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from greentrack import hardware
 from greentrack.errors import ConfigError, RunLookupError
 from greentrack.store.dbapi import Connection, decode_json, decode_time
 from greentrack.store.schema import open_store
@@ -63,7 +63,7 @@ def effective_status(row: dict[str, Any], now: datetime | None = None) -> str:
     """``crashed`` for a running run that stopped checkpointing; else the stored status."""
     if row["status"] != "running":
         return row["status"]
-    same_host = row.get("host") == socket.gethostname()
+    same_host = row.get("host") == hardware.hostname()
     pid = row.get("pid")
     if same_host and pid and pid != os.getpid() and not _pid_alive(int(pid)):
         return "crashed"
@@ -77,21 +77,19 @@ def effective_status(row: dict[str, Any], now: datetime | None = None) -> str:
 
 def parse_since(text: str) -> datetime:
     """``7d``, ``12h``, ``30m`` ago, or an ISO date/time (UTC when naive) -> naive UTC."""
-    text = text.strip()
-    units = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
-    if text[:-1].replace(".", "", 1).isdigit() and text[-1:] in units:
-        return datetime.now(UTC).replace(tzinfo=None) - timedelta(
-            seconds=float(text[:-1]) * units[text[-1]]
-        )
+    from greentrack.timefmt import parse_duration, parse_time
+
+    now = datetime.now(UTC).replace(tzinfo=None)
     try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        return now - timedelta(seconds=parse_duration(text))
+    except ConfigError:
+        pass
+    try:
+        return datetime.fromtimestamp(parse_time(text), UTC).replace(tzinfo=None)
+    except (ConfigError, OverflowError, OSError, ValueError):
         raise ConfigError(
             f"--since {text!r} is neither a duration (7d, 12h, 30m) nor an ISO date (2026-01-31)"
         ) from None
-    if dt.tzinfo is not None:
-        dt = dt.astimezone(UTC).replace(tzinfo=None)
-    return dt
 
 
 def list_runs(
