@@ -282,9 +282,15 @@ def test_gloo_job_is_one_run_with_per_rank_and_per_node_breakdowns(gloo_job) -> 
     assert obj["energy_j"] == pytest.approx(total, rel=1e-9)  # one total, no double counting
     assert obj["energy_j"] == pytest.approx(sum(p["energy_j"] for p in obj["processes"]))
     by_node: dict[str, float] = {}
-    for p in obj["processes"]:
-        by_node[p["host"]] = by_node.get(p["host"], 0.0) + p["energy_j"]
-    assert sum(by_node.values()) == pytest.approx(obj["energy_j"])
+    for r, s in enumerate(runs):  # what each rank measured, summed per simulated node
+        by_node[HOSTS[r]] = by_node.get(HOSTS[r], 0.0) + s["energy_j"]
+    assert [(n["host"], n["ranks"]) for n in obj["nodes"]] == [("node-a", [0, 1]), ("node-b", [2])]
+    for n in obj["nodes"]:
+        assert n["energy_j"] == pytest.approx(by_node[n["host"]], rel=1e-9)
+    from greentrack.cli.runs import render_run
+
+    shown = render_run(obj)
+    assert "per node:" in shown and "ranks 0,1" in shown and "node-b" in shown
     assert obj["metrics"] == {"loss": pytest.approx(results[0]["a"]["metrics"]["loss"])}
     assert obj["forecast"]["fraction"] == 1.0
     epoch = [p for p in obj["phases"] if p["name"] == "epoch"]

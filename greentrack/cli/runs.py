@@ -175,6 +175,11 @@ def render_run(o: dict[str, Any]) -> str:
         out.append(
             f"    {c['device']:<22} {format_energy(c['energy_j']):>12}  [{c['method']}]{where}"
         )
+    if len(o.get("nodes") or ()) > 1:
+        out.append("  per node:")
+        for n in o["nodes"]:
+            ranks = ",".join(str(r) for r in n["ranks"])
+            out.append(f"    {n['host']:<22} {format_energy(n['energy_j']):>12}  ranks {ranks}")
     if o.get("co2e_g") is not None:
         src = o.get("intensity_source") or {}
         out.append(

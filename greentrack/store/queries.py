@@ -218,6 +218,14 @@ def run_objects(
                 {k: c[k] for k in ("component", "device", "energy_j", "method", "model")}
             )
             proc["energy_j"] += c["energy_j"]
+        nodes: dict[str, dict[str, Any]] = {}
+        for rank in sorted(processes):
+            proc = processes[rank]
+            node = nodes.setdefault(
+                proc["host"], {"host": proc["host"], "ranks": [], "energy_j": 0.0}
+            )
+            node["ranks"].append(rank)
+            node["energy_j"] += proc["energy_j"]
         energy_j = float(r["energy_j"] or 0.0)
         obj: dict[str, Any] = {
             "id": rid,
@@ -257,6 +265,7 @@ def run_objects(
             "host": r["host"],
             "world_size": r["world_size"],
             "processes": [processes[k] for k in sorted(processes)],
+            "nodes": list(nodes.values()),
             "flops": r["flops"],
             "error": r["error"],
             "forecast": decode_json(r["forecast"]),
