@@ -238,6 +238,23 @@ class PowerProfile:
         power = np.divide(energy, widths, out=np.zeros_like(energy), where=widths > 0)
         return PowerProfile(power, bin_s, self.duration_s)
 
+    def tail(self, done_s: float) -> PowerProfile:
+        """The work left after ``done_s`` seconds of it, in bins of the same length whose energy is
+        kept exactly (a job re-planned between two of its run segments)."""
+        left = self.duration_s - float(done_s)
+        if not left > _EPS_S:
+            raise ScheduleError(
+                f"no work is left after {done_s:g} s of a {self.duration_s:g} s job"
+            )
+        if self.is_constant:
+            return PowerProfile.constant(float(self.power_w[0]), left)
+        n = max(1, math.ceil(left / self.step_s - 1e-9))
+        edges = np.minimum(done_s + np.arange(n + 1) * self.step_s, self.duration_s)
+        widths = np.diff(edges)
+        energy = np.diff(self.cumulative_j(edges))
+        power = np.divide(energy, widths, out=np.zeros_like(energy), where=widths > 0)
+        return PowerProfile(power, self.step_s, left)
+
     def breakpoints_s(self) -> np.ndarray:
         """Elapsed times where the power may change, with 0 and the duration. Units: s."""
         inner = np.arange(1, self.power_w.size) * self.step_s

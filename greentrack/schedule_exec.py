@@ -12,6 +12,8 @@
 3. run the command tracked with :func:`greentrack.runner.run_command`, the plan stored on the run;
 4. Pause & Resume plans, ``pause_mode="stop"`` (default): a :class:`PauseController` sends the
    child ``SIGSTOP`` at the end of each run segment and ``SIGCONT`` at the start of the next.
+   On a live forecast, each pause re-plans the work left (:meth:`Replanner.remaining`): the new
+   timetable replaces the old one when it saves more than ``replan_threshold_pct``.
    Before any signal is forwarded to the child (Ctrl-C, SIGTERM) it is resumed first, so a stopped
    child is never left behind. ``pause_mode="cooperative"``: no signals; the job itself calls
    ``run.should_pause()`` (the plan reaches it through ``GREENTRACK_PLAN``) and waits or
@@ -40,7 +42,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from greentrack.errors import ScheduleError
+from greentrack.errors import GreentrackError, ScheduleError
+from greentrack.units import J_PER_KWH
 
 if TYPE_CHECKING:
     from greentrack.carbon.series import IntensitySeries
@@ -110,6 +113,11 @@ class FakeClock:
 # --------------------------------------------------------------------------------------------
 
 
+def _gaps(segments: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The pauses between consecutive run segments."""
+    return [(a[1], b[0]) for a, b in itertools.pairwise(segments) if b[0] > a[1]]
+
+
 def _as_pairs(segments: Sequence[Any]) -> list[tuple[float, float]]:
     out = []
     for s in segments:
@@ -139,7 +147,13 @@ class PauseController:
             objects or ``{"start": iso, "end": iso}`` dicts. The child is paused only *between*
             segments; after the last one it runs on (a job that overruns is not stopped).
         clock: time source (default :class:`SystemClock`).
-        on_event: called with ``("pause" | "resume", t_s)`` after each signal.
+        on_event: called with ``("pause" | "resume" | "replan", t_s)`` after each signal (and
+            each new timetable).
+        replan: called as ``replan(now_s, done_s, rest, pauses_done)`` each time a pause begins
+            (the child is stopped; ``done_s`` is how long it has run, ``rest`` the timetable's run
+            segments after now); a list of new run segments replaces the timetable, None keeps
+            it (:meth:`Replanner.remaining` on a live forecast). It runs outside the lock, so a
+            slow forecast never delays :meth:`release` or a forwarded signal.
     """
 
     def __init__(
@@ -150,15 +164,21 @@ class PauseController:
         *,
         process_group: bool = False,
         on_event: Callable[[str, float], None] | None = None,
+        replan: Callable[..., list[tuple[float, float]] | None] | None = None,
     ) -> None:
         segs = _as_pairs(segments)
         self.pid = pid
         self.clock = clock or SystemClock()
         self.process_group = process_group
         self.on_event = on_event
-        self.pauses = [(a[1], b[0]) for a, b in itertools.pairwise(segs) if b[0] > a[1]]
+        self.replan = replan
+        self.segments = segs
+        self.pauses = _gaps(segs)
         self.events: list[tuple[str, float]] = []
         self.paused = False
+        self._t_first: float | None = None  # first poll: the child started running
+        self._paused_s = 0.0  # time spent stopped in finished pauses
+        self._paused_at = 0.0
         self._released = False
         self._gone = False
         self._lock = threading.Lock()
@@ -188,21 +208,58 @@ class PauseController:
     def _in_pause(self, now_s: float) -> bool:
         return any(a <= now_s < b for a, b in self.pauses)
 
+    def done_s(self, now_s: float) -> float:
+        """How long the child has run (not stopped) since the first poll. Units: s."""
+        if self._t_first is None:
+            return 0.0
+        stopped = self._paused_s + (now_s - self._paused_at if self.paused else 0.0)
+        return max(0.0, now_s - self._t_first - stopped)
+
     def poll(self) -> None:
         """Apply the timetable at the current time: stop inside a pause, continue outside."""
+        replan_at = None
         with self._lock:
             if self._released or self._gone:
                 return
             now = self.clock.now()
+            if self._t_first is None:
+                self._t_first = now
             want = self._in_pause(now)
             if want and not self.paused:
                 if self._send(signal.SIGSTOP):
-                    self.paused = True
+                    self.paused, self._paused_at = True, now
                     self._event("pause", now)
+                    replan_at = now if self.replan is not None else None
             elif not want and self.paused:
                 if self._send(signal.SIGCONT):
                     self._event("resume", now)
                 self.paused = False
+                self._paused_s += now - self._paused_at
+            done = self.done_s(now)
+            rest = [(a, b) for a, b in self.segments if b > now + 1e-6]
+            pauses = sum(1 for kind, _ in self.events if kind == "pause")
+        if replan_at is not None and self.replan is not None:
+            self._replan(replan_at, done, rest, pauses)
+
+    def _replan(self, now: float, done: float, rest: list[tuple[float, float]], n: int) -> None:
+        try:
+            new = self.replan(now, done, rest, n) if self.replan is not None else None
+        except Exception:  # a bug in re-planning never breaks the job: keep the timetable
+            import logging
+
+            logging.getLogger("greentrack").exception("greentrack: re-planning failed")
+            new = None
+        if not new:
+            return
+        with self._lock:
+            if self._released or self._gone:
+                return
+            segs = sorted((float(a), float(b)) for a, b in new)
+            self.segments = segs
+            first = [(now, segs[0][0])] if segs[0][0] > now else []
+            self.pauses = first + _gaps(segs)
+            self._event("replan", now)
+        self.poll()  # the new timetable may resume the child at once
 
     def _event(self, kind: str, t_s: float) -> None:
         self.events.append((kind, t_s))
@@ -280,6 +337,79 @@ class Replanner:
             return None, f"forecast moved {moved:+.1f} %; kept the plan"
         new = plan_series(series, now_s, deadline_s=current.deadline_s, **self.options)
         return new, f"forecast moved {moved:+.1f} %; re-planned"
+
+    def remaining(
+        self,
+        now_s: float,
+        deadline_s: float,
+        done_s: float,
+        rest: Sequence[tuple[float, float]],
+        pauses_done: int = 0,
+    ) -> tuple[list[tuple[float, float]] | None, str]:
+        """Between two run segments of a Pause & Resume job: re-plan the work that is left.
+
+        The rest of the current timetable and a new Pause & Resume plan for the work left
+        (``job.tail(done_s)``, from now to the same deadline, same minimum run and pause power,
+        the pauses already taken counted against ``max_pauses``) are both judged on a fresh
+        forecast, the wait from now to each one's first segment at the pause power included; the
+        new timetable is taken when it saves more than ``threshold_pct``.
+
+        Args:
+            now_s: now; the job is paused. Units: epoch s.
+            deadline_s: when the job must be done. Units: epoch s.
+            done_s: how long the job has run so far (its progress). Units: s.
+            rest: the current timetable's run segments after now.
+            pauses_done: pauses taken so far, this one included.
+
+        Returns:
+            ``(new run segments or None to keep the timetable, what was decided in words)``.
+        """
+        from greentrack.schedule import evaluate_segments, plan_series
+
+        if done_s >= self.job.duration_s - 1e-3 or not rest:
+            return None, "no work left to re-plan"
+        try:
+            series = self.fetch(now_s, deadline_s)
+        except GreentrackError as e:
+            return None, f"no fresh forecast ({str(e).splitlines()[0]}); kept the timetable"
+        if not series.covers(now_s, deadline_s) and len(series) > 1:
+            return None, "fresh forecast does not cover the window; kept the timetable"
+        job = self.job.tail(done_s)
+        rest = _stretch_to(sorted(rest), job.duration_s)
+        pause_w = float(self.options.get("pause_power_w") or 0.0)
+
+        def from_now_g(segments: Sequence[tuple[float, float]]) -> float:
+            """Emissions from now: the wait for the first segment (paused), then the timetable."""
+            wait = float(series.integral(segments[0][0]) - series.integral(now_s))
+            return evaluate_segments(series, segments, job, pause_w) + pause_w * wait / J_PER_KWH
+
+        options = {
+            k: v
+            for k, v in self.options.items()
+            if k in ("min_run_s", "pause_power_w") and v is not None
+        }
+        max_pauses = self.options.get("max_pauses")
+        if max_pauses is not None:
+            options["max_pauses"] = max(0, int(max_pauses) - pauses_done)
+        try:
+            new = plan_series(series, now_s, strategy="pause_resume", deadline_s=deadline_s,
+                              profile=job, **options)  # fmt: skip
+        except ScheduleError as e:
+            return None, f"cannot re-plan the work left ({e}); kept the timetable"
+        segments = [(s.start_s, s.end_s) for s in new.segments]
+        old_g, new_g = from_now_g(rest), from_now_g(segments)
+        saving = 100.0 * (1.0 - new_g / old_g) if old_g > 0 else 0.0
+        if saving <= self.threshold_pct:
+            return None, f"a new timetable would save {saving:.1f} %; kept the timetable"
+        return segments, f"a new timetable saves {saving:.1f} % of the rest; re-planned"
+
+
+def _stretch_to(segments: list[tuple[float, float]], work_s: float) -> list[tuple[float, float]]:
+    """``segments`` with the last one moved so that they hold exactly ``work_s`` of running (the
+    job's real progress differs from the plan by the timetable's polling, a fraction of a s)."""
+    total = sum(b - a for a, b in segments)
+    a, b = segments[-1]
+    return [*segments[:-1], (a, max(a, b + work_s - total))]
 
 
 def _countdown(seconds: float) -> str:
@@ -445,7 +575,7 @@ def schedule_command(
         run_command = run_command_impl
     on_started = None
     if p.pauses and pause_mode == "stop":
-        on_started = _pause_hook(p, clock, plan_dict)
+        on_started = _pause_hook(p, clock, plan_dict, replanner)
     out.write(f"greentrack: starting {shlex.join(argv)}\n")
     return int(
         run_command(
@@ -462,8 +592,11 @@ def schedule_command(
     )
 
 
-def _pause_hook(p: Plan, clock: Clock, plan_dict: dict[str, Any]) -> Callable[[Any, Any], Any]:
-    """``on_started`` for the runner: a PauseController that records what it applied."""
+def _pause_hook(
+    p: Plan, clock: Clock, plan_dict: dict[str, Any], replanner: Replanner | None = None
+) -> Callable[[Any, Any], Any]:
+    """``on_started`` for the runner: a PauseController that records what it applied and, on a
+    live forecast, re-plans the work left at each pause (recorded in the plan's ``replans``)."""
     from greentrack.timefmt import format_time
 
     def hook(run: Any, child: Any) -> PauseController:
@@ -472,13 +605,37 @@ def _pause_hook(p: Plan, clock: Clock, plan_dict: dict[str, Any]) -> Callable[[A
         except OSError:
             group = False
         applied: list[dict[str, str]] = []
+        replans: list[dict[str, Any]] = list(plan_dict.get("replans", []))
+
+        def record() -> None:
+            if hasattr(run, "set_plan"):
+                run.set_plan({**plan_dict, "applied": list(applied), "replans": list(replans)})
 
         def note(kind: str, t_s: float) -> None:
             applied.append({"event": kind, "at": format_time(t_s)})
-            if hasattr(run, "set_plan"):
-                run.set_plan({**plan_dict, "applied": list(applied)})
+            record()
 
-        ctl = PauseController(child.pid, p.segments, clock, process_group=group, on_event=note)
+        def replan(now: float, done: float, rest: list[tuple[float, float]], n: int) -> Any:
+            assert replanner is not None
+            new, why = replanner.remaining(now, p.deadline_s, done, rest, n)
+            entry: dict[str, Any] = {"at": format_time(now), "during": "pause", "note": why}
+            entry["done_s"] = round(done, 1)
+            if new:
+                entry["segments"] = [
+                    {"start": format_time(a), "end": format_time(b)} for a, b in new
+                ]
+            replans.append(entry)
+            record()
+            return new
+
+        ctl = PauseController(
+            child.pid,
+            p.segments,
+            clock,
+            process_group=group,
+            on_event=note,
+            replan=replan if replanner is not None else None,
+        )
         ctl.poll()
         return ctl
 

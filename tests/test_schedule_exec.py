@@ -177,6 +177,91 @@ def test_small_forecast_change_keeps_the_plan():
     assert new2 is not None and new2.deadline_s == p.deadline_s
 
 
+# ---------------------------------------------------------------- re-planning between segments
+def test_profile_tail_keeps_the_energy_left():
+    prof = S.PowerProfile(np.array([100.0, 300.0, 200.0]), H, 2.5 * H)
+    tail = prof.tail(0.75 * H)
+    assert tail.duration_s == pytest.approx(1.75 * H)
+    assert tail.energy_j == pytest.approx(prof.energy_j - float(prof.cumulative_j(0.75 * H)))
+    assert tail.power_w[0] == pytest.approx(100 * 0.25 + 300 * 0.75)  # mean over its first bin
+    assert S.PowerProfile.constant(50.0, 3 * H).tail(H).energy_j == pytest.approx(50.0 * 2 * H)
+    with pytest.raises(ScheduleError, match="no work is left"):
+        prof.tail(2.5 * H)
+
+
+def _pr_replanner(forecast, **options):
+    job = S.PowerProfile.constant(1000.0, 3 * H)
+    opts = {"strategy": "pause_resume", "duration_s": 3 * H, "min_run_s": H, **options}
+    return Replanner(fetch=lambda now, dl: forecast, job=job, options=opts)
+
+
+def test_work_left_is_replanned_on_a_fresh_forecast_when_it_saves_enough():
+    # Planned: run 0-1 h, pause, run 2-4 h. At 1 h (paused, 1 h done) the fresh forecast says
+    # hours 2-3 turned dirty and hours 5-6 are clean: the 2 h left move there.
+    fresh = series([100, 500, 900, 900, 500, 50, 50, 500])
+    new, why = _pr_replanner(fresh).remaining(T0 + H, T0 + 8 * H, H, [(T0 + 2 * H, T0 + 4 * H)], 1)
+    assert new == [(T0 + 5 * H, T0 + 7 * H)] and "re-planned" in why
+    # exact figures: 2 h x 1 kW at 900 g/kWh vs at 50 g/kWh
+    assert why.startswith(f"a new timetable saves {100 * (1 - 50 / 900):.1f} %")
+    # the same forecast as planned: nothing to gain, the timetable stays
+    same = series([100, 500, 50, 50, 500, 500, 500, 500])
+    kept, why = _pr_replanner(same).remaining(T0 + H, T0 + 8 * H, H, [(T0 + 2 * H, T0 + 4 * H)], 1)
+    assert kept is None and "kept the timetable" in why
+    # the pauses already taken count against --max-pauses: none left, the rest runs in one piece
+    gappy = series([100, 500, 900, 50, 900, 50, 900, 900])
+    rest = [(T0 + 6 * H, T0 + 8 * H)]  # 900 g/kWh throughout
+    free, _ = _pr_replanner(gappy).remaining(T0 + H, T0 + 8 * H, H, rest, 1)
+    assert free == [(T0 + 3 * H, T0 + 4 * H), (T0 + 5 * H, T0 + 6 * H)]
+    capped, _ = _pr_replanner(gappy, max_pauses=1).remaining(T0 + H, T0 + 8 * H, H, rest, 1)
+    assert capped is not None and len(capped) == 1
+
+
+def test_replanning_between_segments_keeps_the_timetable_when_the_forecast_fails():
+    from greentrack.errors import ProviderError
+
+    def down(now, deadline):
+        raise ProviderError("HTTP 503 from the forecast")
+
+    rp = _pr_replanner(series([1.0] * 8))
+    rp.fetch = down
+    new, why = rp.remaining(T0 + H, T0 + 8 * H, H, [(T0 + 2 * H, T0 + 4 * H)], 1)
+    assert new is None and "HTTP 503" in why and "kept the timetable" in why
+
+
+def test_pause_controller_replans_the_work_left_when_a_pause_begins(tmp_path):
+    """A real child, the real controller: when the first pause begins the controller asks for a
+    new timetable with the child's progress, installs it, and resumes the child at once when the
+    new timetable starts now."""
+    counter = tmp_path / "n"
+    child = subprocess.Popen([sys.executable, "-c", COUNTER, str(counter)])
+    asked = []
+
+    def replan(now, done, rest, pauses):
+        asked.append((now, done, rest, pauses))
+        return [(now, now + 100)]  # the rest, at once
+
+    try:
+        _count(counter)
+        now = time.time()
+        segments = [(now - 1, now + 0.3), (now + 50, now + 100)]
+        with PauseController(child.pid, segments, replan=replan).start(interval_s=0.05) as ctl:
+            deadline = time.time() + 5
+            while not asked and time.time() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.2)
+            assert [e for e, _ in ctl.events] == ["pause", "replan", "resume"]
+            (t, done, rest, pauses) = asked[0]
+            assert done == pytest.approx(t - ctl._t_first, abs=0.01) and done > 0.2
+            assert rest == [(now + 50, now + 100)] and pauses == 1
+            assert ctl.segments == [(t, t + 100)] and ctl.pauses == [] and not ctl.paused
+            b = _count(counter)
+            time.sleep(0.3)
+            assert _count(counter) > b, "the child runs on under the new timetable"
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_countdown_on_a_terminal_is_rewritten_in_place():
     class Tty(io.StringIO):
         def isatty(self):
@@ -195,13 +280,14 @@ def test_countdown_on_a_terminal_is_rewritten_in_place():
 
 COUNTER = textwrap.dedent(
     """
-    import sys, time
+    import os, sys, time
     path = sys.argv[1]
     n = 0
-    while True:
+    while True:  # atomic rewrite: a reader (or a SIGSTOP) never sees a half-written file
         n += 1
-        with open(path, "w") as f:
+        with open(path + ".tmp", "w") as f:
             f.write(str(n))
+        os.replace(path + ".tmp", path)
         time.sleep(0.01)
     """
 )
@@ -210,7 +296,7 @@ COUNTER = textwrap.dedent(
 def _count(path: Path) -> int:
     for _ in range(50):
         try:
-            return int(path.read_text() or "0")
+            return int(path.read_text())
         except (FileNotFoundError, ValueError):
             time.sleep(0.01)
     raise AssertionError("counter file never appeared")
@@ -371,3 +457,45 @@ def test_real_runner_pauses_the_child_on_the_plan(tmp_path):
     inside = [t for t in times if a1 + 0.45 < t < b0 - 0.05]
     assert inside == [], f"the child ran during the pause: {inside}"
     assert times[-1] > b0, "the child must resume after the pause"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_real_runner_replans_the_work_left_during_a_pause(tmp_path):
+    """End to end on 1-second steps: planned run 1 s, pause 2 s, run 1 s; when the pause begins
+    the fresh forecast makes the next second the clean one, so the child resumes a second early,
+    and the stored plan says why."""
+    from greentrack.store.queries import get_run, list_runs, open_store
+
+    f = math.floor(time.time())
+    planned = series([900, 10, 900, 900, 10, 900, 900, 900, 900], start_s=f, step_s=1.0)
+    fresh = series([900, 10, 900, 5, 900, 900, 900, 900, 900], start_s=f, step_s=1.0)
+    ticks = tmp_path / "ticks"
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    out = io.StringIO()
+    code = schedule_command(
+        [sys.executable, "-c", TICKER, str(ticks), "60"],
+        plan_options={
+            "duration": "2s",
+            "within": "4s",
+            "series": planned,
+            "strategy": "pause_resume",
+            "min_run": "1s",
+        },
+        db_url=url,
+        out=out,
+        fetch=lambda now, deadline: fresh,
+    )
+    assert code == 0, out.getvalue()
+    conn = open_store(url)
+    try:
+        plan = get_run(conn, list_runs(conn)[0]["id"])["plan"]
+    finally:
+        conn.close()
+    assert [e["event"] for e in plan["applied"]] == ["pause", "replan", "resume"]
+    (entry,) = [r for r in plan["replans"] if r.get("during") == "pause"]
+    assert "re-planned" in entry["note"] and 0.7 < entry["done_s"] < 1.3
+    assert entry["segments"][0]["start"] == S.format_time(f + 3)
+    times = [float(x) for x in ticks.read_text().split()]
+    assert len(times) == 60
+    assert [t for t in times if f + 2.45 < t < f + 2.95] == [], "ran during the shortened pause"
+    assert any(f + 3.2 < t < f + 3.9 for t in times), "the child must resume at the new start"

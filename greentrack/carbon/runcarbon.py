@@ -19,6 +19,11 @@ from greentrack.units import J_PER_KWH
 
 __all__ = ["CarbonContext", "RunCarbon", "account_run", "prepare"]
 
+#: device -> (wall times in epoch s, cumulative device energy in J)
+DeviceSeries = Mapping[str, tuple[Sequence[float], Sequence[float]]]
+#: phase path -> [(t0_s, t1_s, device energy J)], one per occurrence
+PhaseSpans = Mapping[str, Sequence[tuple[float, float, float]]]
+
 
 @dataclass
 class RunCarbon:
@@ -73,8 +78,8 @@ def prepare(
 def account_run(
     ctx: CarbonContext,
     *,
-    series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
-    phases: Mapping[str, Sequence[tuple[float, float, float]]],
+    series: DeviceSeries,
+    phases: PhaseSpans,
     t0_s: float,
     t1_s: float,
     pue: float,
@@ -146,8 +151,8 @@ def account_run(
 def _account_constant(
     ctx: CarbonContext,
     constant: tuple[float, Provenance],
-    series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
-    phases: Mapping[str, Sequence[tuple[float, float, float]]],
+    series: DeviceSeries,
+    phases: PhaseSpans,
     t0_s: float,
     t1_s: float,
     pue: float,
@@ -207,7 +212,7 @@ def _account_constant(
 
 def _annual_g(
     zone: str,
-    series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    series: DeviceSeries,
     pue: float,
     warnings: list[str],
 ) -> float | None:
