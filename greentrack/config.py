@@ -11,6 +11,7 @@ Example ``~/.greentrack/config.toml``::
     provider = "static"      # static | electricitymaps | watttime | uk
     db = "sqlite:////home/me/.greentrack/greentrack.db"
     interval_s = 1.0         # sampling interval
+    cpu_share = "machine"    # estimates: machine-wide load, or "process" (this job's tree)
     cloud_metadata = false   # ask the cloud metadata server for the region (network!)
 
     [providers.electricitymaps]
@@ -29,7 +30,7 @@ from typing import Any
 
 from greentrack.errors import ConfigError
 
-__all__ = ["Config", "load_config"]
+__all__ = ["CPU_SHARES", "Config", "check_cpu_share", "load_config"]
 
 _ENV_TOKENS = {
     ("electricitymaps", "token"): "ELECTRICITYMAPS_TOKEN",
@@ -53,6 +54,9 @@ class Config:
         checkpoint_s: longest time between two checkpoints to the store, seconds.
         sysfs: root of sysfs for RAPL (``GREENTRACK_SYSFS``, default ``/sys``).
         cloud_metadata: whether region detection may query a cloud metadata server.
+        cpu_share: what the CPU and RAM *estimates* count (``GREENTRACK_CPU_SHARE``):
+            ``machine`` (machine-wide load, installed RAM; the default) or ``process`` (the CPU
+            time and memory of this process and everything it starts).
         providers: per-provider settings (urls, tokens). Never persisted.
     """
 
@@ -66,6 +70,7 @@ class Config:
     checkpoint_s: float = 10.0
     sysfs: Path = Path("/sys")
     cloud_metadata: bool = False
+    cpu_share: str = "machine"
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
@@ -90,6 +95,7 @@ class Config:
             "interval_s": self.interval_s,
             "checkpoint_s": self.checkpoint_s,
             "sysfs": str(self.sysfs),
+            "cpu_share": self.cpu_share,
             "cloud_metadata": self.cloud_metadata,
             "providers": {
                 name: {k: ("***" if _is_secret(k) else v) for k, v in opts.items()}
@@ -160,5 +166,23 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         checkpoint_s=checkpoint_default,
         sysfs=Path(env.get("GREENTRACK_SYSFS") or data.get("sysfs") or "/sys"),
         cloud_metadata=bool(data.get("cloud_metadata", False)),
+        cpu_share=check_cpu_share(
+            env.get("GREENTRACK_CPU_SHARE") or str(data.get("cpu_share", "machine")),
+            "GREENTRACK_CPU_SHARE" if env.get("GREENTRACK_CPU_SHARE") else f"{path}: cpu_share",
+        ),
         providers=providers,
     )
+
+
+CPU_SHARES = ("machine", "process")
+
+
+def check_cpu_share(value: str, what: str = "cpu_share") -> str:
+    """``machine`` or ``process``; anything else is a one-line error naming where it came from."""
+    share = value.strip().lower()
+    if share not in CPU_SHARES:
+        raise ConfigError(
+            f"{what}={value!r} is not a CPU share; use machine (machine-wide load, the default) "
+            "or process (this process and its children)"
+        )
+    return share

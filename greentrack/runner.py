@@ -35,6 +35,7 @@ def run_command(
     db_url: str | None = None,
     plan: Mapping[str, Any] | None = None,
     interval_s: float | None = None,
+    cpu_share: str | None = None,
     on_started: Callable[[Any, subprocess.Popen[bytes]], Any] | None = None,
 ) -> int:
     """Run ``argv`` tracked; return its exit code.
@@ -60,6 +61,7 @@ def run_command(
         region=region,
         db=db_url,
         interval_s=interval_s,
+        cpu_share=cpu_share,
         config=config,
     )
     if plan:
@@ -74,6 +76,7 @@ def run_command(
     except OSError as e:
         run.stop("failed", f"cannot start {argv[0]!r}: {e.strerror or e}")
         raise ConfigError(f"cannot start {argv[0]!r}: {e.strerror or e}") from None
+    run.follow_children()  # cpu_share="process": count the child from its first reading
     received: list[int] = []
     controller = on_started(run, child) if on_started else None
 

@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar, overload
 
 from greentrack import hardware
-from greentrack.config import Config, load_config
+from greentrack.config import Config, check_cpu_share, load_config
 from greentrack.distributed import Placement, open_placement_meters, place
 from greentrack.errors import (
     DatabaseURLError,
@@ -195,6 +195,8 @@ class Run:
         budget_kwh / budget_co2e_g: a budget; see :attr:`over_budget`.
         meters: meters to use instead of the detected ones (tests, replay).
         source / csv: intensity source name, or CSV file(s) for an hourly series.
+        cpu_share: what the CPU/RAM *estimates* count: ``machine`` (default) or ``process`` (this
+            process and its children; see :mod:`greentrack.meters.proctree`).
     """
 
     def __init__(
@@ -218,9 +220,12 @@ class Run:
         rank: int | None = None,
         world_size: int | None = None,
         measure_host: bool = True,
+        cpu_share: str | None = None,
         config: Config | None = None,
     ) -> None:
         self.config = config or load_config()
+        if cpu_share is not None:
+            self.config = replace(self.config, cpu_share=check_cpu_share(cpu_share, "cpu_share"))
         self._given_id = run_id or os.environ.get("GREENTRACK_RUN_ID")
         self.id = self._given_id or uuid.uuid4().hex
         self.name = name or "run"
@@ -363,6 +368,17 @@ class Run:
             text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             self.stop("failed", text)
         # returning None re-raises the user's exception unchanged
+
+    def follow_children(self) -> None:
+        """With ``cpu_share="process"``: start counting the children started so far at once,
+        instead of at the next scan (at most 10 s later; their CPU time is never lost, but their
+        memory until then is). ``greentrack run`` calls it after starting the command."""
+        sampler = self._sampler
+        trees = {
+            id(t): t for m in (sampler.meters if sampler else []) if (t := getattr(m, "tree", None))
+        }
+        for tree in trees.values():
+            tree.scan()
 
     # -- user API ----------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -895,7 +911,7 @@ def track(fn_or_name: Any = None, /, **kwargs: Any) -> Any:
 
     Keyword arguments are those of :class:`Run`: ``project``, ``params``, ``tags``, ``region``,
     ``db``, ``interval_s``, ``checkpoint_s``, ``pue``, ``budget_kwh``, ``budget_co2e_g``,
-    ``meters``, ``source``, ``csv``.
+    ``meters``, ``source``, ``csv``, ``cpu_share``.
     """
     if callable(fn_or_name):
         return _Tracker(None, kwargs)(fn_or_name)

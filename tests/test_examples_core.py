@@ -36,3 +36,24 @@ def test_quickstart_then_show_latest(gt_home: Path) -> None:
     assert [p["name"] for p in obj["phase_totals"]] == ["epoch", "epoch/eval"]
     assert obj["metrics"]["val_acc"] > 0.5  # it really learned
     assert obj["meta"]["torch"]
+
+
+def test_shared_machine_example_charges_only_its_own_processes(gt_home: Path) -> None:
+    """Another program burns a core beside the example's worker: the machine-wide estimate
+    charges the run for both cores, the process share for its own one."""
+    env = dict(os.environ, GREENTRACK_HOME=str(gt_home), GREENTRACK_SYSFS="/nonexistent")
+    done = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "shared_machine.py"), "--seconds", "1.5"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    joules = {
+        line.split()[0].split("=")[1]: float(line.split()[2])
+        for line in done.stdout.splitlines()
+        if line.startswith("cpu_share=") and "[estimated]" in line
+    }
+    assert set(joules) == {"machine", "process"}, done.stdout
+    assert 0 < 1.5 * joules["process"] < joules["machine"]

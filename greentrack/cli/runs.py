@@ -251,10 +251,16 @@ def detect_cmd(fmt) -> None:
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A parameter.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="A tag.")
 @click.option("--interval", "interval_s", type=float, help="Sampling interval in seconds.")
+@click.option(
+    "--cpu-share",
+    type=click.Choice(["machine", "process"]),
+    help="What the CPU/RAM estimates count: the machine's load, or this command's processes "
+    "(default: machine, or GREENTRACK_CPU_SHARE).",
+)
 @db_option
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @translate_errors
-def run_cmd(project, name, region, params, tags, interval_s, db_url, command) -> None:
+def run_cmd(project, name, region, params, tags, interval_s, cpu_share, db_url, command) -> None:
     """Track any command; exits with the command's exit code.
 
     \b
@@ -273,6 +279,7 @@ def run_cmd(project, name, region, params, tags, interval_s, db_url, command) ->
         region=region,
         db_url=db_url,
         interval_s=interval_s,
+        cpu_share=cpu_share,
     )
     sys.exit(code)
 

@@ -7,8 +7,10 @@ NvmlMeter          ``gpu:<nvml index>``        NVML energy counter / power      
                                                                                   sampled
 RaplMeter          ``cpu:package-N``,          Linux powercap RAPL ``energy_uj``  counter
                    ``dram:package-N``
-CpuEstimateMeter   ``cpu:estimate``            TDP × machine-wide load            estimated
-RamEstimateMeter   ``ram:estimate``            0.375 W per GiB installed          estimated
+CpuEstimateMeter   ``cpu:estimate``            TDP × machine-wide load (or this   estimated
+                                               process tree's CPU share)
+RamEstimateMeter   ``ram:estimate``            0.375 W per GiB installed (or      estimated
+                                               used by this process tree)
 ReplayMeter        any                         a scripted / recorded power trace  (label)
 =================  ==========================  =================================  ==========
 
@@ -28,6 +30,7 @@ from greentrack.meters.base import DeviceReading, Meter, MeterStatus, NullMeter
 from greentrack.meters.estimate import CpuEstimateMeter, RamEstimateMeter, host_tdp
 from greentrack.meters.nvml import NvmlMeter
 from greentrack.meters.nvml import driver_present as nvml_driver_present
+from greentrack.meters.proctree import ProcessTree
 from greentrack.meters.rapl import RaplMeter, powercap_dir
 from greentrack.meters.replay import PowerTrace, ReplayMeter
 
@@ -77,16 +80,22 @@ def open_meters(
         wanted = [c for c, on in (("cpu", cpu), ("dram", ram)) if on]
         rapl, problem = _open_rapl(config, wanted)
         have = {d.component for d in rapl.domains} if rapl else set()
+        tree = ProcessTree() if config.cpu_share == "process" else None
         if rapl is not None:
+            if tree is not None:
+                rapl.warn(
+                    "cpu_share=process applies to the estimates only: RAPL measures whole CPU "
+                    "packages and DRAM, which other programs on this machine share"
+                )
             meters.append(rapl)
         if cpu and "cpu" not in have:
-            est = CpuEstimateMeter()
+            est = CpuEstimateMeter(tree=tree)
             if problem:
                 est.warn(problem)
                 problem = None
             meters.append(est)
         if ram and "dram" not in have:
-            ram_est = RamEstimateMeter()
+            ram_est = RamEstimateMeter(tree=tree)
             if problem:
                 ram_est.warn(problem)
             meters.append(ram_est)

@@ -33,11 +33,13 @@ import os
 import re
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from greentrack.meters.base import DeviceReading, Meter
+from greentrack.meters.proctree import ProcessTree
 
 __all__ = [
     "DEFAULT_TDP_W",
@@ -224,12 +226,15 @@ def system_cpu_times() -> tuple[float, float]:
 
 
 class CpuEstimateMeter(Meter):
-    """Modelled CPU energy: ``tdp_w × machine-wide load`` integrated over time (``estimated``).
+    """Modelled CPU energy: ``tdp_w × load`` integrated over time (``estimated``).
 
     Args:
         tdp: the CPU's TDP and where it comes from (:func:`host_tdp` by default).
         cpu_times: returns cumulative ``(busy_s, total_s)`` CPU time (default
             :func:`system_cpu_times`); tests pass a scripted one.
+        tree: count only this process tree's CPU time (``cpu_share="process"``): the load is
+            its CPU time over all CPUs' time. Not capped at 1, so that the time of a child found
+            late (booked at once) is not lost.
     """
 
     name = "cpu-estimate"
@@ -240,10 +245,15 @@ class CpuEstimateMeter(Meter):
         tdp: TdpMatch | None = None,
         *,
         cpu_times: Callable[[], tuple[float, float]] = system_cpu_times,
+        tree: ProcessTree | None = None,
     ) -> None:
         super().__init__()
         self.tdp = tdp if tdp is not None else host_tdp()
+        self.tree = tree
+        if tree is not None:
+            cpu_times = functools.partial(_tree_cpu_times, tree)
         self._cpu_times = cpu_times
+        self._max_load = 1.0 if tree is None else float("inf")
         self._lock = threading.Lock()
         self._started = False
         self._energy_j = 0.0
@@ -262,8 +272,10 @@ class CpuEstimateMeter(Meter):
         return self.tdp.tdp_w
 
     def describe(self) -> dict[str, str]:
-        """``{"cpu:estimate": "<model> (TDP <w> W, <source>)"}``."""
-        return {self.device: f"{self.tdp.model} (TDP {self.tdp.tdp_w:g} W, {self.tdp.source})"}
+        """``{"cpu:estimate": "<model> (TDP <w> W, <source>[, share])"}``."""
+        share = ", x this process tree's share of the CPU time" if self.tree is not None else ""
+        text = f"{self.tdp.model} (TDP {self.tdp.tdp_w:g} W, {self.tdp.source}{share})"
+        return {self.device: text}
 
     def start(self, t_mono: float) -> None:
         """Start integrating at monotonic time ``t_mono`` (s)."""
@@ -280,7 +292,7 @@ class CpuEstimateMeter(Meter):
             d_busy, d_total = busy_s - self._last_times[0], total_s - self._last_times[1]
             dt_s = t_mono - self._last_t
             if dt_s > 0 and d_total > 0:
-                load = min(max(d_busy / d_total, 0.0), 1.0)
+                load = min(max(d_busy / d_total, 0.0), self._max_load)
                 self._power_w = self.tdp.tdp_w * load
                 self._energy_j += self._power_w * dt_s
                 self._last_t, self._last_times = t_mono, (busy_s, total_s)
@@ -288,40 +300,69 @@ class CpuEstimateMeter(Meter):
 
 
 class RamEstimateMeter(Meter):
-    """Modelled RAM energy: constant ``w_per_gib × total_gib`` (``estimated``).
+    """Modelled RAM energy: ``w_per_gib × GiB`` integrated over time (``estimated``).
 
     Args:
-        total_gib: installed RAM (default: this host's). Units: GiB.
+        total_gib: installed RAM (default: this host's), the GiB counted. Units: GiB.
         w_per_gib: modelled power per GiB (default :data:`RAM_W_PER_GIB`). Units: W/GiB.
+        tree: count the memory this process tree uses instead (``cpu_share="process"``), read
+            at every reading and integrated with the trapezoid rule.
     """
 
     name = "ram-estimate"
     device = "ram:estimate"
 
-    def __init__(self, total_gib: float | None = None, *, w_per_gib: float = RAM_W_PER_GIB):
+    def __init__(
+        self,
+        total_gib: float | None = None,
+        *,
+        w_per_gib: float = RAM_W_PER_GIB,
+        tree: ProcessTree | None = None,
+    ):
         super().__init__()
-        if total_gib is None:
+        if total_gib is None and tree is None:
             from greentrack.hardware import ram_total_gib
 
             total_gib = ram_total_gib()
-        self.total_gib = float(total_gib)
+        self.tree = tree
+        self.total_gib = float(total_gib or 0.0)
         self.w_per_gib = float(w_per_gib)
         self.power_w = self.w_per_gib * self.total_gib
         self._t_start: float | None = None
         self._t_last = 0.0
+        self._energy_j = 0.0
 
     def describe(self) -> dict[str, str]:
-        """``{"ram:estimate": "<n> GiB RAM (0.375 W/GiB model)"}``."""
+        """``{"ram:estimate": "<n> GiB RAM (0.375 W/GiB model)"}`` or the process-tree text."""
+        if self.tree is not None:
+            return {self.device: f"memory of this process tree ({self.w_per_gib:g} W/GiB model)"}
         return {self.device: f"{self.total_gib:.1f} GiB RAM ({self.w_per_gib:g} W/GiB model)"}
+
+    def _gib(self) -> float:
+        return self.tree.memory_gib() if self.tree is not None else self.total_gib
 
     def start(self, t_mono: float) -> None:
         """Start integrating at monotonic time ``t_mono`` (s)."""
         self._t_start = self._t_last = t_mono
+        self._energy_j = 0.0
+        self.power_w = self.w_per_gib * self._gib()
 
     def read(self, t_mono: float) -> Sequence[DeviceReading]:
-        """``power_w × (t_mono − start)`` in J (a ``t_mono`` before the last read counts as it)."""
+        """Energy in J since :meth:`start` (a ``t_mono`` before the last read counts as it)."""
         if self._t_start is None:
             raise RuntimeError("RamEstimateMeter.read() called before start()")
-        self._t_last = max(self._t_last, t_mono)
-        energy_j = self.power_w * (self._t_last - self._t_start)
-        return [DeviceReading("ram", self.device, energy_j, self.power_w, "estimated")]
+        dt_s = max(0.0, t_mono - self._t_last)
+        power_w = self.w_per_gib * self._gib() if self.tree is not None else self.power_w
+        self._energy_j += (self.power_w + power_w) / 2 * dt_s
+        self.power_w, self._t_last = power_w, max(self._t_last, t_mono)
+        return [DeviceReading("ram", self.device, self._energy_j, self.power_w, "estimated")]
+
+
+def _tree_cpu_times(tree: ProcessTree) -> tuple[float, float]:
+    """``(this process tree's CPU time, all CPUs' time)``. Units: s.
+
+    All CPUs' time is the elapsed time × the logical CPUs, not ``/proc/stat``'s total: that
+    counts in 10 ms ticks, and a child's whole CPU time booked at once into a short interval
+    (when it ends) would be divided by a quantised total.
+    """
+    return tree.cpu_s(), time.monotonic() * (os.cpu_count() or 1)
