@@ -194,4 +194,4 @@ def test_process_memory_is_integrated_between_readings() -> None:
     assert meter.read(10.0)[0].energy_j == pytest.approx(0.375 * (1.0 + 3.0) / 2 * 10)
     assert meter.read(20.0)[0].energy_j == pytest.approx(0.375 * (2.0 * 10 + 3.0 * 10))
     assert "memory of this process tree" in meter.describe()["ram:estimate"]
-    assert ProcessTree().memory_gib() > 0.001  # this test process: Pss (or RSS) of a few MB
+    assert ProcessTree().memory_gib() > 0.001  # this test process: tens of MB resident

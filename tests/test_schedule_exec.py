@@ -419,56 +419,11 @@ TICKER = textwrap.dedent(
 )
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
-def test_real_runner_pauses_the_child_on_the_plan(tmp_path):
-    """End to end: plan on 1-second steps, wait, run tracked, SIGSTOP through the pause."""
+def _run_ticker(tmp_path: Path, planned: IntensitySeries, **kw) -> tuple[dict, list[float]]:
+    """A 2 s ticker scheduled Pause & Resume on 1-second steps through the real runner: the plan
+    stored on its run, and when it ticked."""
     from greentrack.store.queries import get_run, list_runs, open_store
 
-    f = math.floor(time.time())
-    # cells f+1 and f+4 are clean: a 2 s job runs 1 s, pauses 2 s, runs 1 s
-    s = series([900, 10, 900, 900, 10, 900, 900, 900, 900], start_s=f, step_s=1.0)
-    ticks = tmp_path / "ticks"
-    url = f"sqlite:///{tmp_path / 'runs.db'}"
-    out = io.StringIO()
-    code = schedule_command(
-        [sys.executable, "-c", TICKER, str(ticks), "60"],
-        plan_options={
-            "duration": "2s",
-            "within": "4s",
-            "series": s,
-            "strategy": "pause_resume",
-            "min_run": "1s",
-        },
-        db_url=url,
-        out=out,
-    )
-    assert code == 0, out.getvalue()
-    conn = open_store(url)
-    try:
-        plan = get_run(conn, list_runs(conn)[0]["id"])["plan"]
-    finally:
-        conn.close()
-    (a0, a1), (b0, b1) = plan["segments_s"]
-    assert (a0, a1, b0, b1) == (f + 1, f + 2, f + 4, f + 5)
-    assert [e["event"] for e in plan["applied"]] == ["pause", "resume"]
-    times = [float(x) for x in ticks.read_text().split()]
-    assert len(times) == 60
-    # no progress while stopped (the runner polls every 0.2 s: allow for that at the start)
-    inside = [t for t in times if a1 + 0.45 < t < b0 - 0.05]
-    assert inside == [], f"the child ran during the pause: {inside}"
-    assert times[-1] > b0, "the child must resume after the pause"
-
-
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
-def test_real_runner_replans_the_work_left_during_a_pause(tmp_path):
-    """End to end on 1-second steps: planned run 1 s, pause 2 s, run 1 s; when the pause begins
-    the fresh forecast makes the next second the clean one, so the child resumes a second early,
-    and the stored plan says why."""
-    from greentrack.store.queries import get_run, list_runs, open_store
-
-    f = math.floor(time.time())
-    planned = series([900, 10, 900, 900, 10, 900, 900, 900, 900], start_s=f, step_s=1.0)
-    fresh = series([900, 10, 900, 5, 900, 900, 900, 900, 900], start_s=f, step_s=1.0)
     ticks = tmp_path / "ticks"
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     out = io.StringIO()
@@ -483,7 +438,7 @@ def test_real_runner_replans_the_work_left_during_a_pause(tmp_path):
         },
         db_url=url,
         out=out,
-        fetch=lambda now, deadline: fresh,
+        **kw,
     )
     assert code == 0, out.getvalue()
     conn = open_store(url)
@@ -491,11 +446,40 @@ def test_real_runner_replans_the_work_left_during_a_pause(tmp_path):
         plan = get_run(conn, list_runs(conn)[0]["id"])["plan"]
     finally:
         conn.close()
+    times = [float(x) for x in ticks.read_text().split()]
+    assert len(times) == 60
+    return plan, times
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_real_runner_pauses_the_child_on_the_plan(tmp_path):
+    """End to end: plan on 1-second steps, wait, run tracked, SIGSTOP through the pause."""
+    f = math.floor(time.time())
+    # cells f+1 and f+4 are clean: a 2 s job runs 1 s, pauses 2 s, runs 1 s
+    plan, times = _run_ticker(
+        tmp_path, series([900, 10, 900, 900, 10, 900, 900, 900, 900], start_s=f, step_s=1.0)
+    )
+    (a0, a1), (b0, b1) = plan["segments_s"]
+    assert (a0, a1, b0, b1) == (f + 1, f + 2, f + 4, f + 5)
+    assert [e["event"] for e in plan["applied"]] == ["pause", "resume"]
+    # no progress while stopped (the runner polls every 0.2 s: allow for that at the start)
+    inside = [t for t in times if a1 + 0.45 < t < b0 - 0.05]
+    assert inside == [], f"the child ran during the pause: {inside}"
+    assert times[-1] > b0, "the child must resume after the pause"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_real_runner_replans_the_work_left_during_a_pause(tmp_path):
+    """End to end on 1-second steps: planned run 1 s, pause 2 s, run 1 s; when the pause begins
+    the fresh forecast makes the next second the clean one, so the child resumes a second early,
+    and the stored plan says why."""
+    f = math.floor(time.time())
+    planned = series([900, 10, 900, 900, 10, 900, 900, 900, 900], start_s=f, step_s=1.0)
+    fresh = series([900, 10, 900, 5, 900, 900, 900, 900, 900], start_s=f, step_s=1.0)
+    plan, times = _run_ticker(tmp_path, planned, fetch=lambda now, deadline: fresh)
     assert [e["event"] for e in plan["applied"]] == ["pause", "replan", "resume"]
     (entry,) = [r for r in plan["replans"] if r.get("during") == "pause"]
     assert "re-planned" in entry["note"] and 0.7 < entry["done_s"] < 1.3
     assert entry["segments"][0]["start"] == S.format_time(f + 3)
-    times = [float(x) for x in ticks.read_text().split()]
-    assert len(times) == 60
     assert [t for t in times if f + 2.45 < t < f + 2.95] == [], "ran during the shortened pause"
     assert any(f + 3.2 < t < f + 3.9 for t in times), "the child must resume at the new start"

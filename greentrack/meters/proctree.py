@@ -20,8 +20,10 @@ How the CPU time is counted (Linux; ``/proc/<pid>/stat``, clock ticks):
 * the total only grows: a momentary dip (a child already gone, its parent's ``cutime`` not yet
   updated when read) is absorbed, and made up at the next read.
 
-Memory: the proportional set size of the tree (``Pss`` of ``/proc/<pid>/smaps_rollup``, shared
-pages split between the processes sharing them), or the resident set where that file is missing.
+Memory: the resident set of every process of the tree (``/proc/<pid>/statm``), summed. Pages that
+several of its processes share (forked data-loader workers) count once per process, so this is an
+upper bound; the exact proportional figure (``Pss`` in ``smaps_rollup``) walks the page tables and
+costs ~10 ms per GiB mapped — too much for a meter read every second.
 """
 
 from __future__ import annotations
@@ -161,19 +163,12 @@ class ProcessTree:
         return self._total_s
 
     def memory_gib(self) -> float:
-        """Memory the tree uses now: summed Pss (RSS where smaps_rollup is missing). Units: GiB."""
+        """Memory the tree uses now: its processes' resident sets, summed. Units: GiB."""
         with self._lock:
             pids = list(self._procs)
-        return sum(self._pss_gib(pid) for pid in pids)
+        return sum(self._rss_gib(pid) for pid in pids)
 
-    def _pss_gib(self, pid: int) -> float:
-        try:
-            with open(self.proc / str(pid) / "smaps_rollup", "rb") as f:
-                for line in f:
-                    if line.startswith(b"Pss:"):
-                        return int(line.split()[1]) / 2**20  # kB -> GiB
-        except (OSError, ValueError, IndexError):
-            pass
+    def _rss_gib(self, pid: int) -> float:
         try:
             resident = int((self.proc / str(pid) / "statm").read_bytes().split()[1])
             return resident * self._page_gib
