@@ -73,6 +73,10 @@ class StoreUnavailableError(StoreError):
     """The database cannot be reached right now."""
 
 
+class StoreRejectedError(StoreError):
+    """The database refused a checkpoint's data (a value it cannot hold): retrying cannot help."""
+
+
 class RunLookupError(StoreError):
     """A run id or prefix matches no run, or more than one."""
 

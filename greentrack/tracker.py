@@ -41,9 +41,11 @@ from greentrack import hardware
 from greentrack.config import Config, check_cpu_share, load_config
 from greentrack.distributed import Placement, open_placement_meters, place
 from greentrack.errors import (
+    ConfigError,
     DatabaseURLError,
     GreentrackError,
     StoreError,
+    StoreRejectedError,
     StoreUnavailableError,
 )
 from greentrack.meters.base import DeviceReading, Meter
@@ -228,8 +230,12 @@ class Run:
             self.config = replace(self.config, cpu_share=check_cpu_share(cpu_share, "cpu_share"))
         self._given_id = run_id or os.environ.get("GREENTRACK_RUN_ID")
         self.id = self._given_id or uuid.uuid4().hex
-        self.name = name or "run"
-        self.project = project or os.environ.get("GREENTRACK_PROJECT") or "default"
+        self.name = _fits("run name", str(name or "run"), ConfigError)
+        self.project = _fits(
+            "project name",
+            str(project or os.environ.get("GREENTRACK_PROJECT") or "default"),
+            ConfigError,
+        )
         self.params = {str(k): str(v) for k, v in (params or {}).items()}
         self.tags = {str(k): str(v) for k, v in (tags or {}).items()}
         self.region_arg = region
@@ -279,6 +285,7 @@ class Run:
         self._held: Checkpoint | None = None
         self._retry_after = 0.0
         self._store_warned = False
+        self._refused: set[tuple[str, bool]] = set()
         self._spool_failed = False
         self.t0_mono = 0.0
         self.t0_wall = 0.0
@@ -393,6 +400,7 @@ class Run:
     def _open_phase(self, name: str) -> _OpenPhase:
         if self._sampler is None or self.status != "running":
             raise GreentrackError("run.phase() needs a running run: use it inside `with track()`")
+        _fits("phase name", name)
         _cuda_synchronize()
         t0_mono, t0_wall, readings = self._sampler.read_now()
         with self._state_lock:
@@ -452,8 +460,11 @@ class Run:
     def log(self, step: int | None = None, **metrics: float) -> None:
         """Record metrics, e.g. ``run.log(step=3, val_acc=0.91, loss=0.2)``."""
         now = time.time()
+        if step is not None:
+            step = _step(step)
         with self._state_lock:
             for key, value in metrics.items():
+                _fits("metric name", key)
                 v = float(value)
                 self._last_metrics[key] = v
                 self._pending_metrics.append({"key": key, "step": step, "value": v, "t_s": now})
@@ -462,12 +473,14 @@ class Run:
         """Add hyper-parameters to the run."""
         with self._state_lock:
             for k, v in params.items():
+                _fits("parameter name", k)
                 self.params[k] = self._pending_params[k] = str(v)
 
     def set_tags(self, **tags: Any) -> None:
         """Add tags to the run."""
         with self._state_lock:
             for k, v in tags.items():
+                _fits("tag name", k)
                 self.tags[k] = self._pending_tags[k] = str(v)
 
     def log_flops(self, flops: float) -> None:
@@ -760,7 +773,9 @@ class Run:
             try:
                 for path in self._spool.pending(self.id, self.rank):
                     self._spool.replay(self._writer, path)
-                self._writer.write(cp)
+                refused = self._writer.write(cp)
+                if refused is not None:
+                    self._keep_refused(cp.split_user_data()[1] or cp, refused, part=True)
                 self._retry_after = 0.0
                 if not self._replayed_others and not final:
                     self._replayed_others = True  # earlier runs' spooled readings, once
@@ -770,6 +785,8 @@ class Run:
                 if self._store_warned:
                     self._store_warned = False
                     log.warning("greentrack: store reachable again; spooled readings written")
+            except StoreRejectedError as e:  # retrying cannot help: kept aside, not spooled
+                self._keep_refused(cp, str(e), part=False)
             except Exception as e:  # never into the user's code: spool instead
                 if not isinstance(e, (StoreError, DatabaseURLError)):
                     log.exception("greentrack: internal error while writing to the store")
@@ -787,6 +804,20 @@ class Run:
                     with self._state_lock:
                         self._warnings.append(msg)
 
+    def _keep_refused(self, cp: Checkpoint, reason: str, *, part: bool) -> None:
+        """What the database refused goes to the spool's ``rejected/`` folder, with a warning."""
+        try:
+            where = f"kept in {self._spool.reject(cp, reason)}"
+        except OSError as e:
+            where = f"and could not be kept ({e.strerror or e})"
+        if (reason, part) in self._refused:  # said once per run and reason, kept every time
+            return
+        self._refused.add((reason, part))
+        what = "a checkpoint of this run"
+        if part:
+            what = "this run's metrics, params and tags; its energy was written"
+        self._on_warning("store", f"{reason}: left out {what}; {where}")
+
     def _to_spool(self, cp: Checkpoint) -> None:
         try:
             self._spool.append(cp)
@@ -801,6 +832,36 @@ class Run:
                 )
             cp.samples = cp.samples[-100_000:]  # bounded: cumulative energy is never lost
             self._held = cp if self._held is None else self._held.merge(cp)
+
+
+NAME_MAX = 200
+"""Longest run, project, phase, metric, parameter and tag name the store keeps. Units: chars."""
+
+
+def _fits(what: str, name: str, error: type[GreentrackError] = GreentrackError) -> str:
+    """``name`` if the store can keep it; otherwise a one-line error at the caller's line (rather
+    than a checkpoint the database refuses later)."""
+    if not name or len(name) > NAME_MAX:
+        shown = name if len(name) <= 40 else name[:37] + "..."
+        raise error(
+            f"{what} {shown!r} is {len(name)} characters long; use 1 to {NAME_MAX} characters"
+        )
+    return name
+
+
+def _step(step: Any) -> int:
+    """A metric step: an integer that fits in 64 bits (tokens seen are fine)."""
+    import operator
+
+    try:
+        value = operator.index(step)
+    except TypeError:
+        raise GreentrackError(
+            f"run.log(step={step!r}): the step must be an integer (e.g. the global step)"
+        ) from None
+    if not -(2**63) <= value < 2**63:
+        raise GreentrackError(f"run.log(step={step}): the step must fit in 64 bits")
+    return value
 
 
 def _plan_from_env() -> dict[str, Any] | None:

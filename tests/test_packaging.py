@@ -46,6 +46,7 @@ def test_wheel_contains_migrations_and_data(wheel: Path) -> None:
         "greentrack/migrations/env.py",
         "greentrack/migrations/script.py.mako",
         "greentrack/migrations/versions/0001_initial.py",
+        "greentrack/migrations/versions/0002_metric_step_bigint.py",
         "greentrack/data/countries.csv",
         "greentrack/report/templates/methodology.bib",
         "greentrack/py.typed",
@@ -73,7 +74,9 @@ def test_installed_wheel_creates_a_database_outside_the_checkout(wheel: Path, tm
     )
     assert done.returncode == 0, done.stderr
     migrations, revision = done.stdout.split()
-    assert migrations.startswith(str(site)) and revision == "0001"
+    from greentrack.store.schema import SCHEMA_REVISION
+
+    assert migrations.startswith(str(site)) and revision == SCHEMA_REVISION
 
 
 def test_public_api() -> None:

@@ -77,6 +77,39 @@ def test_new_database_is_created_at_head_and_old_one_refused(sqlite_url: str) ->
         StoreWriter(sqlite_url).write(_cp("cd" * 16, 1, 1.0))
 
 
+def test_upgrade_from_0001_keeps_the_data_and_widens_metric_steps(store_url: str) -> None:
+    """A store made by greentrack 0.1.0 (revision 0001) is refused until upgraded, keeps its runs
+    through `greentrack db upgrade`, and then holds steps past 2**31 (tokens seen as the step)."""
+    from greentrack.store.writer import _write
+
+    assert upgrade(store_url, "0001") == "0001"
+    old = _cp("01" * 16, 1, 7.0)  # what 0.1.0 wrote (the writer's SQL, without the schema check)
+    old.metrics = [{"key": "loss", "step": 12, "value": 0.25, "t_s": 1.7e9}]
+    conn = connect(store_url)
+    with conn.transaction():
+        _write(conn, old)
+    conn.close()
+    with pytest.raises(SchemaOutdatedError, match="greentrack db upgrade"):
+        StoreWriter(store_url).write(_cp("ef" * 16, 1, 5.0))
+    assert upgrade(store_url) == SCHEMA_REVISION == "0002"
+    conn = queries.open_store(store_url)
+    try:
+        kept = queries.get_run(conn, "01" * 16)
+    finally:
+        conn.close()
+    assert kept["energy_j"] == 7.0 and kept["metrics"] == {"loss": 0.25}
+    big = 3_000_000_000
+    cp = _cp("ef" * 16, 1, 5.0)
+    cp.metrics = [{"key": "loss", "step": big, "value": 0.5, "t_s": 1.7e9}]
+    StoreWriter(store_url).write(cp)
+    conn = queries.open_store(store_url)
+    try:
+        rows = conn.query("SELECT step FROM metrics WHERE run_id = :r", {"r": "ef" * 16})
+        assert rows[0]["step"] == big
+    finally:
+        conn.close()
+
+
 @pytest.mark.parametrize(
     "url, message",
     [

@@ -242,3 +242,29 @@ def test_metadata_records_git_and_slurm(sqlite_url: str, tmp_path, monkeypatch) 
     assert len(meta["git"]["commit"]) == 40 and meta["git"]["dirty"] is True
     assert meta["slurm"]["job_id"] == "4242"
     assert meta["cpu_count"] >= 1 and meta["cpu_model"] and meta["os"] and meta["host"]
+
+
+def test_what_the_store_cannot_hold_is_refused_at_the_call(store_url: str) -> None:
+    """Names longer than the store keeps, or a step that is not a 64-bit integer, are a one-line
+    error where the user wrote them — not a checkpoint the database refuses later. Steps past
+    2**31 (tokens seen) are fine, on SQLite and PostgreSQL."""
+    from greentrack.errors import ConfigError, GreentrackError
+
+    long = "x" * 201
+    with pytest.raises(ConfigError, match=r"run name 'xxx.*' is 201 characters long; use 1 to 200"):
+        gt.track(long, db=store_url, meters=[replay()]).start()
+    with gt.track("limits", db=store_url, meters=[replay()], interval_s=0.05) as run:
+        with pytest.raises(GreentrackError, match=r"metric name .* 201 characters"):
+            run.log(step=1, **{long: 1.0})
+        with pytest.raises(GreentrackError, match="step must be an integer"):
+            run.log(step=1.5, loss=1.0)
+        with pytest.raises(GreentrackError, match="64 bits"):
+            run.log(step=2**63, loss=1.0)
+        with pytest.raises(GreentrackError, match="tag name"):
+            run.set_tags(**{long: "v"})
+        with pytest.raises(GreentrackError, match="phase name"):
+            run.phase(long).__enter__()
+        run.log(step=3_000_000_000, loss=0.5)  # 3e9 tokens seen
+    obj = stored(store_url, run.id)
+    assert obj["status"] == "finished" and obj["metrics"] == {"loss": 0.5}
+    assert not [w for w in run.summary().warnings if "store" in w]

@@ -8,6 +8,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from greentrack.errors import GreentrackError
+
 __all__ = ["CallbackRun", "scalars"]
 
 
@@ -95,7 +97,12 @@ class CallbackRun:
         values = scalars(metrics)
         values.pop("step", None)  # the step is the step argument
         if self.active and values:
-            self.run.log(step=step, **values)
+            try:
+                self.run.log(step=step, **values)
+            except (GreentrackError, TypeError, ValueError) as e:  # a callback never stops training
+                import logging
+
+                logging.getLogger("greentrack").warning("greentrack: metrics not logged: %s", e)
 
     def progress(self, step: float, total: float | None) -> None:
         if self.active and total and math.isfinite(total) and total > 0:

@@ -330,6 +330,18 @@ def connect(url: str | StoreURL, *, timeout_s: float = 30.0, create: bool = True
     return Connection(raw, parsed)
 
 
+def data_errors() -> tuple[type[BaseException], ...]:
+    """The driver exceptions that mean 'the database refuses these values' (not 'it is down')."""
+    errors: list[type[BaseException]] = [sqlite3.IntegrityError, sqlite3.DataError]
+    try:
+        import psycopg
+
+        errors += [psycopg.IntegrityError, psycopg.DataError]
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
 def driver_errors() -> tuple[type[BaseException], ...]:
     """The driver exceptions that mean 'the store failed' (as opposed to our own bugs)."""
     errors: list[type[BaseException]] = [sqlite3.Error, OSError]

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import json
+import logging
 import os
 import threading
 import uuid
@@ -24,9 +26,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from greentrack.errors import StoreError, StoreUnavailableError
-from greentrack.store.dbapi import Connection, driver_errors
+from greentrack.errors import StoreError, StoreRejectedError, StoreUnavailableError
+from greentrack.store.dbapi import Connection, data_errors, driver_errors
 from greentrack.store.schema import open_store
+
+log = logging.getLogger("greentrack")
 
 __all__ = ["Checkpoint", "Spool", "StoreWriter"]
 
@@ -144,6 +148,17 @@ class Checkpoint:
         )
 
     # -- spool format: one JSON object per line ---------------------------------------------
+    def split_user_data(self) -> tuple[Checkpoint, Checkpoint | None]:
+        """``(this checkpoint without the user's metrics, params and tags, a checkpoint of only
+        those)``; the second is None when there are none. Energy, samples and phases stay in the
+        first: they are what a store that refuses the user's values must still get."""
+        if not (self.metrics or self.params or self.tags):
+            return self, None
+        core = dataclasses.replace(self, metrics=[], params={}, tags={})
+        user = Checkpoint(self.run_id, self.rank, self.seq, owner=False, metrics=self.metrics,
+                          params=self.params, tags=self.tags)  # fmt: skip
+        return core, user
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), default=_encode, separators=(",", ":"))
 
@@ -251,13 +266,31 @@ class StoreWriter:
                 self._conn.close()
             self._conn = None
 
-    def write(self, cp: Checkpoint) -> None:
+    def write(self, cp: Checkpoint) -> str | None:
         """Write one checkpoint in one transaction.
+
+        When the database refuses the values of the checkpoint (a data or integrity error, which
+        no retry can cure), it is written again without the user's metrics, params and tags, so
+        that the energy still lands; the reason is returned and the caller keeps the left-out part
+        (:meth:`Spool.reject`). Returns None when everything was written.
 
         Raises:
             StoreUnavailableError: the database failed (the caller spools the checkpoint).
+            StoreRejectedError: the database refuses even the checkpoint's energy (the caller
+                keeps it aside instead of retrying it forever).
             StoreError: the schema is wrong (SchemaOutdatedError) or the URL is unusable.
         """
+        try:
+            self._write_once(cp)
+            return None
+        except StoreRejectedError as refused:
+            core, user = cp.split_user_data()
+            if user is None:
+                raise
+            self._write_once(core)
+            return str(refused)
+
+    def _write_once(self, cp: Checkpoint) -> None:
         try:
             conn = self._connection()
             with conn.transaction():
@@ -265,6 +298,11 @@ class StoreWriter:
         except StoreError:
             self._discard()
             raise
+        except data_errors() as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise StoreRejectedError(
+                f"the store refused the data: {type(e).__name__}: {first}"
+            ) from e
         except driver_errors() as e:
             self._discard()
             raise StoreUnavailableError(f"store unavailable: {type(e).__name__}: {e}") from e
@@ -450,6 +488,21 @@ class Spool:
             finally:
                 os.close(fd)  # releases the lock
 
+    def reject(self, cp: Checkpoint, reason: str) -> Path:
+        """Keep a checkpoint the store refused in ``<dir>/rejected/<run>.<rank>.jsonl`` (one JSON
+        line ``{"reason", "checkpoint"}``, fsync'd), out of the way of every later replay."""
+        folder = self.dir / "rejected"
+        _private_dirs(folder)
+        path = folder / f"{cp.run_id}.{cp.rank}.jsonl"
+        line = json.dumps({"reason": reason, "checkpoint": json.loads(cp.to_json())}) + "\n"
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return path
+
     def pending(self, run_id: str | None = None, rank: int | None = None) -> list[Path]:
         """Spool files (own and claimed ones) of a run, of one rank of it, or of every run."""
         if not self.dir.is_dir():
@@ -501,16 +554,28 @@ class Spool:
                 batch.append(cp)
                 n_samples += len(cp.samples)
                 count += 1
-                if n_samples >= _REPLAY_BATCH_SAMPLES:
-                    writer.write(Checkpoint.combine(batch))  # one transaction per batch
+                if n_samples >= _REPLAY_BATCH_SAMPLES:  # one transaction per batch
+                    self._write_or_reject(writer, Checkpoint.combine(batch))
                     batch, n_samples = [], 0
             if batch:
-                writer.write(Checkpoint.combine(batch))
+                self._write_or_reject(writer, Checkpoint.combine(batch))
             with contextlib.suppress(FileNotFoundError):
                 claimed.unlink()
             return count
         finally:
             os.close(fd)
+
+    def _write_or_reject(self, writer: StoreWriter, cp: Checkpoint) -> None:
+        """Write; what the store refuses is kept aside (:meth:`reject`), never retried."""
+        try:
+            reason = writer.write(cp)
+        except StoreRejectedError as e:
+            reason, kept = str(e), self.reject(cp, str(e))
+        else:
+            if reason is None:
+                return
+            kept = self.reject(cp.split_user_data()[1] or cp, reason)
+        log.warning("greentrack: %s; kept in %s", reason, kept)
 
     def replay_all(self, writer: StoreWriter, run_id: str | None = None) -> int:
         return sum(self.replay(writer, p) for p in self.pending(run_id))
