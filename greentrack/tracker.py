@@ -236,8 +236,12 @@ class Run:
             str(project or os.environ.get("GREENTRACK_PROJECT") or "default"),
             ConfigError,
         )
-        self.params = {str(k): str(v) for k, v in (params or {}).items()}
-        self.tags = {str(k): str(v) for k, v in (tags or {}).items()}
+        self.params = {
+            _fits("parameter name", str(k), ConfigError): str(v) for k, v in (params or {}).items()
+        }
+        self.tags = {
+            _fits("tag name", str(k), ConfigError): str(v) for k, v in (tags or {}).items()
+        }
         self.region_arg = region
         self.db_url = db or self.config.db_url
         self.interval_s = float(interval_s or self.config.interval_s)
@@ -405,6 +409,11 @@ class Run:
         t0_mono, t0_wall, readings = self._sampler.read_now()
         with self._state_lock:
             parent = self._phase_stack[-1].path + "/" if self._phase_stack else ""
+            if len(parent + name) > PATH_MAX:
+                raise GreentrackError(
+                    f"phase path {(parent + name)[:37] + '...'!r} is {len(parent + name)} "
+                    f"characters long (nested phases); the store keeps paths up to {PATH_MAX}"
+                )
             opened = _OpenPhase(
                 uuid.uuid4().hex,
                 name,
@@ -836,6 +845,8 @@ class Run:
 
 NAME_MAX = 200
 """Longest run, project, phase, metric, parameter and tag name the store keeps. Units: chars."""
+PATH_MAX = 1000
+"""Longest nested phase path (``epoch/eval/...``) the store keeps. Units: chars."""
 
 
 def _fits(what: str, name: str, error: type[GreentrackError] = GreentrackError) -> str:

@@ -264,6 +264,10 @@ def test_what_the_store_cannot_hold_is_refused_at_the_call(store_url: str) -> No
             run.set_tags(**{long: "v"})
         with pytest.raises(GreentrackError, match="phase name"):
             run.phase(long).__enter__()
+        deep = [run.phase(c * 200) for c in "abcde"]  # 5 x 200 + 4 separators
+        with pytest.raises(GreentrackError, match=r"phase path .* 1004 characters"):  # noqa: SIM117
+            with deep[0], deep[1], deep[2], deep[3], deep[4]:
+                pass
         run.log(step=3_000_000_000, loss=0.5)  # 3e9 tokens seen
     obj = stored(store_url, run.id)
     assert obj["status"] == "finished" and obj["metrics"] == {"loss": 0.5}
