@@ -140,8 +140,12 @@ def test_process_share_ignores_other_programs_load(monkeypatch) -> None:
 
 
 def test_cpu_share_setting_and_its_errors(monkeypatch, tmp_path) -> None:
+    from greentrack.meters import detect
+
     monkeypatch.setenv("GREENTRACK_CPU_SHARE", "Process")
     assert load_config().cpu_share == "process"
+    said = {s.name: s.reason for s in detect(load_config())}
+    assert "this process tree's share" in said["cpu-estimate"]  # `greentrack detect` says so
     monkeypatch.setenv("GREENTRACK_CPU_SHARE", "mine")
     with pytest.raises(ConfigError, match=r"GREENTRACK_CPU_SHARE='mine' .* use machine"):
         load_config()

@@ -174,6 +174,12 @@ def detect(config: Config) -> list[MeterStatus]:
     cpu_use = "not used: RAPL measures the CPU" if rapl.available else "in use: no usable RAPL"
     ram_est = RamEstimateMeter()
     ram_use = "not used: RAPL measures DRAM" if dram.available else "in use: no RAPL DRAM domain"
+    if config.cpu_share == "process":
+        load = "this process tree's share of all CPUs' time (cpu_share=process)"
+        ram_what = "GiB used by this process tree (cpu_share=process)"
+    else:
+        load = "machine-wide load (cpu_share=process: this job's share)"
+        ram_what = f"{ram_est.total_gib:.1f} GiB = {ram_est.power_w:.1f} W"
     return [
         _detect_nvml(),
         rapl,
@@ -181,15 +187,14 @@ def detect(config: Config) -> list[MeterStatus]:
         MeterStatus(
             "cpu-estimate",
             True,
-            f"{cpu_use}; {tdp.model!r}: TDP {tdp.tdp_w:g} W ({matched}) × machine-wide load",
+            f"{cpu_use}; {tdp.model!r}: TDP {tdp.tdp_w:g} W ({matched}) × {load}",
             [CpuEstimateMeter.device],
             "estimated",
         ),
         MeterStatus(
             "ram-estimate",
             True,
-            f"{ram_use}; {ram_est.w_per_gib:g} W/GiB × {ram_est.total_gib:.1f} GiB = "
-            f"{ram_est.power_w:.1f} W",
+            f"{ram_use}; {ram_est.w_per_gib:g} W/GiB × {ram_what}",
             [RamEstimateMeter.device],
             "estimated",
         ),
