@@ -235,10 +235,11 @@ class PauseController:
                     self._event("resume", now)
                 self.paused = False
                 self._paused_s += now - self._paused_at
-            done = self.done_s(now)
-            rest = [(a, b) for a, b in self.segments if b > now + 1e-6]
-            pauses = sum(1 for kind, _ in self.events if kind == "pause")
-        if replan_at is not None and self.replan is not None:
+            if replan_at is not None:  # the re-plan's inputs, read under the lock
+                done = self.done_s(now)
+                rest = [(a, b) for a, b in self.segments if b > now + 1e-6]
+                pauses = sum(1 for kind, _ in self.events if kind == "pause")
+        if replan_at is not None:
             self._replan(replan_at, done, rest, pauses)
 
     def _replan(self, now: float, done: float, rest: list[tuple[float, float]], n: int) -> None:

@@ -25,6 +25,7 @@ import contextlib
 import functools
 import json
 import logging
+import operator
 import os
 import signal
 import sys
@@ -862,8 +863,6 @@ def _fits(what: str, name: str, error: type[GreentrackError] = GreentrackError) 
 
 def _step(step: Any) -> int:
     """A metric step: an integer that fits in 64 bits (tokens seen are fine)."""
-    import operator
-
     try:
         value = operator.index(step)
     except TypeError:

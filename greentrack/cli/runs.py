@@ -36,7 +36,9 @@ CSV_COLUMNS = (
 
 
 def _methods(obj: dict[str, Any]) -> str:
-    return ",".join(sorted({c["method"] for c in obj["components"]})) or "-"
+    from greentrack.store.queries import methods_label
+
+    return methods_label(obj) or "-"
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:

@@ -138,7 +138,7 @@ def runs_frame(
             "energy_cpu_kwh": comp.get("cpu"),
             "energy_dram_kwh": comp.get("dram"),
             "energy_ram_kwh": comp.get("ram"),
-            "methods": ",".join(sorted({c["method"] for c in o["components"]})),
+            "methods": queries.methods_label(o),
             "region": o["region"],
             "co2e_g": o["co2e_g"],
             "co2e_g_annual_average": o["co2e_g_annual_average"],

@@ -280,10 +280,11 @@ def run_page(run: Mapping[str, Any], samples: Sequence[DeviceSeries]) -> str:
 
 def _index_row(o: Mapping[str, Any], pages: set[str]) -> list[Any]:
     from greentrack.report.pricetag import is_final
+    from greentrack.store.queries import methods_label
 
     metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted((o.get("metrics") or {}).items()))
     tags = " ".join(f"{k}={v}" for k, v in sorted((o.get("tags") or {}).items()))
-    methods = ",".join(sorted({c["method"] for c in o.get("components") or []}))
+    methods = methods_label(o)
 
     def r(x: Any, nd: int = 6) -> Any:
         return None if x is None else round(float(x), nd)

@@ -8,7 +8,7 @@ older than three checkpoint intervals (or whose process is gone, on the same hos
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -73,6 +73,11 @@ def effective_status(row: dict[str, Any], now: datetime | None = None) -> str:
     if hb is not None and (now - hb).total_seconds() > stale_s:
         return "crashed"
     return "running"
+
+
+def methods_label(run: Mapping[str, Any]) -> str:
+    """How a run's energy was obtained: its components' methods, e.g. ``counter,estimated``."""
+    return ",".join(sorted({c["method"] for c in run.get("components") or []}))
 
 
 def parse_since(text: str) -> datetime:
