@@ -1,12 +1,13 @@
 """The price tag of a small piece of research: tuning runs, seeds, a final model — then the report.
 
-    python examples/report_pricetag.py --out pricetag/
+    python examples/report_pricetag.py --out pricetag/   # default: a new temporary folder
 
 Trains a small MLP on a synthetic task: a learning-rate sweep (tuning), then two more seeds of
 the best setting; the best seed-0 run is tagged ``final=true``. Every run is tracked by
 greentrack (on a machine without RAPL or NVIDIA the CPU is *estimated*, and the report says so),
 logs its accuracy, its parameter count (``params_total``) and its FLOPs (``gt.count_flops``).
-Then it writes, into ``--out``:
+Then it writes, into ``--out`` (default: a new temporary folder, printed at the end; the
+example never writes into the folder it is started from unless you name it):
 
     pricetag.md      the Markdown price tag of the whole development (tuning share, seeds)
     pricetag.tex     the LaTeX table + statement, and pricetag.bib beside it
@@ -21,6 +22,7 @@ The same from the shell: ``greentrack report --project report-demo --format late
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 import torch
@@ -72,11 +74,13 @@ def train(lr: float, seed: int, epochs: int, *, final: bool = False) -> tuple[st
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--out", default="pricetag", help="Folder for the outputs.")
+    parser.add_argument(
+        "--out", default=None, help="Folder for the outputs (default: a new temporary folder)."
+    )
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    out = Path(args.out)
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="greentrack-pricetag-"))
     out.mkdir(parents=True, exist_ok=True)
 
     # 1. tuning: a small learning-rate sweep

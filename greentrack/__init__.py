@@ -3,6 +3,7 @@
 Public API (imported lazily so that ``import greentrack`` stays cheap)::
 
     track, Run, RunSummary, ComponentEnergy, PhaseSummary   measuring
+    current_run, active_runs                                the run of this context; all runs
     plan, study                                             carbon-aware scheduling
     runs_frame, samples_frame                               pandas access
     count_flops                                             FLOPs of a model call
@@ -25,6 +26,8 @@ _LAZY = {
     "RunSummary": "greentrack.tracker",
     "ComponentEnergy": "greentrack.tracker",
     "PhaseSummary": "greentrack.tracker",
+    "current_run": "greentrack.tracker",
+    "active_runs": "greentrack.tracker",
     "plan": "greentrack.schedule",
     "study": "greentrack.schedule",
     "runs_frame": "greentrack.report.frames",
@@ -40,6 +43,8 @@ if TYPE_CHECKING:
         PhaseSummary,
         Run,
         RunSummary,
+        active_runs,
+        current_run,
         track,
     )
 

@@ -23,6 +23,9 @@ Example ``~/.greentrack/config.toml``::
 
 from __future__ import annotations
 
+import difflib
+import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +33,60 @@ from typing import Any
 
 from greentrack.errors import ConfigError
 
-__all__ = ["CPU_SHARES", "Config", "check_cpu_share", "load_config"]
+__all__ = [
+    "CHECKPOINT_RANGE_S",
+    "CPU_SHARES",
+    "INTERVAL_RANGE_S",
+    "KNOWN_KEYS",
+    "Config",
+    "check_checkpoint_s",
+    "check_cpu_share",
+    "check_flush_timeout_s",
+    "check_interval_s",
+    "load_config",
+    "unknown_keys",
+]
+
+log = logging.getLogger("greentrack.config")
+
+#: Allowed sampling interval, seconds: below 10 ms the sampler costs the loop more than it
+#: measures (and a run stores thousands of points a second); above an hour a run has no series.
+INTERVAL_RANGE_S = (0.01, 3600.0)
+#: Allowed longest time between two checkpoints to the store, seconds (50 ms to a day).
+CHECKPOINT_RANGE_S = (0.05, 86400.0)
+
+#: Top-level keys of ``config.toml`` (a key not here is reported with the closest one).
+KNOWN_KEYS = (
+    "region",
+    "pue",
+    "provider",
+    "db",
+    "interval_s",
+    "checkpoint_s",
+    "flush_timeout_s",
+    "sysfs",
+    "cloud_metadata",
+    "cpu_share",
+    "providers",
+)
+#: ``[providers.NAME]`` sections and the keys greentrack reads in them.
+KNOWN_PROVIDER_KEYS: dict[str, tuple[str, ...]] = {
+    "electricitymaps": ("token", "emission_factor_type"),
+    "watttime": ("username", "password", "signal_type", "regions"),
+    "uk": (),
+    "cloud_metadata": ("timeout_s", "gcp_url", "aws_url", "azure_url"),
+}
+_COMMON_PROVIDER_KEYS = (
+    "url",
+    "timeout_s",
+    "retries",
+    "backoff_s",
+    "max_retry_after_s",
+    "cache",
+    "cache_ttl_s",
+    "cache_history_ttl_s",
+)
+_WARNED: set[str] = set()  # config warnings already given by this process
 
 _ENV_TOKENS = {
     ("electricitymaps", "token"): "ELECTRICITYMAPS_TOKEN",
@@ -52,6 +108,9 @@ class Config:
         provider: intensity provider name (``GREENTRACK_PROVIDER``).
         interval_s: sampling interval in seconds (``GREENTRACK_INTERVAL_S``).
         checkpoint_s: longest time between two checkpoints to the store, seconds.
+        flush_timeout_s: deadline of a run's final write to the store, seconds
+            (``GREENTRACK_FLUSH_TIMEOUT_S``, config ``flush_timeout_s``, default 10); past it
+            the final state goes to the spool.
         sysfs: root of sysfs for RAPL (``GREENTRACK_SYSFS``, default ``/sys``).
         cloud_metadata: whether region detection may query a cloud metadata server.
         cpu_share: what the CPU and RAM *estimates* count (``GREENTRACK_CPU_SHARE``):
@@ -68,6 +127,7 @@ class Config:
     provider: str = "static"
     interval_s: float = 1.0
     checkpoint_s: float = 10.0
+    flush_timeout_s: float = 10.0
     sysfs: Path = Path("/sys")
     cloud_metadata: bool = False
     cpu_share: str = "machine"
@@ -121,6 +181,81 @@ def _float_env(env: dict[str, str], name: str, default: float) -> float:
     return value
 
 
+def _check_range(value: Any, what: str, bounds: tuple[float, float], meaning: str) -> float:
+    lo, hi = bounds
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{what}={value!r} is not a number; give {meaning} in seconds, {lo:g} to {hi:g}"
+        ) from None
+    if not (math.isfinite(x) and lo <= x <= hi):
+        raise ConfigError(f"{what}={value!r} is out of range: {meaning} must be {lo:g} to {hi:g} s")
+    return x
+
+
+def check_interval_s(value: Any, what: str = "interval_s") -> float:
+    """The sampling interval as a float in :data:`INTERVAL_RANGE_S`; else a one-line
+    :class:`ConfigError` naming ``what`` and the allowed range. Units: s."""
+    return _check_range(value, what, INTERVAL_RANGE_S, "the sampling interval")
+
+
+FLUSH_TIMEOUT_RANGE_S = (0.1, 3600.0)
+
+
+def check_flush_timeout_s(value: Any, what: str = "flush_timeout_s") -> float:
+    """The final write's deadline as a float in :data:`FLUSH_TIMEOUT_RANGE_S`; else a one-line
+    :class:`ConfigError` naming ``what`` and the allowed range. Units: s."""
+    return _check_range(value, what, FLUSH_TIMEOUT_RANGE_S, "the flush deadline")
+
+
+def check_checkpoint_s(value: Any, what: str = "checkpoint_s") -> float:
+    """The checkpoint interval as a float in :data:`CHECKPOINT_RANGE_S`; else a one-line
+    :class:`ConfigError` naming ``what`` and the allowed range. Units: s."""
+    return _check_range(value, what, CHECKPOINT_RANGE_S, "the checkpoint interval")
+
+
+def _closest(key: str, known: tuple[str, ...] | list[str]) -> str:
+    match = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return f"; did you mean {match[0]!r}?" if match else f"; known keys: {', '.join(known)}"
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        log.warning("greentrack: warning: %s", message)
+
+
+def unknown_keys(data: dict[str, Any]) -> list[str]:
+    """One warning per key of a parsed ``config.toml`` that greentrack does not read, each
+    naming the closest known key (``regoin`` -> ``region``). Provider keys are checked only
+    where one is a near miss of a known key (providers may take options added later)."""
+    out = []
+    for key in data:
+        if key not in KNOWN_KEYS:
+            out.append(f"unknown key {key!r} (ignored){_closest(key, KNOWN_KEYS)}")
+    providers = data.get("providers")
+    if isinstance(providers, dict):
+        names = list(KNOWN_PROVIDER_KEYS)
+        for name, opts in providers.items():
+            if name not in KNOWN_PROVIDER_KEYS:
+                out.append(f"unknown section [providers.{name}] (ignored){_closest(name, names)}")
+                continue
+            if not isinstance(opts, dict):
+                continue
+            known = [*KNOWN_PROVIDER_KEYS[name], *_COMMON_PROVIDER_KEYS]
+            for key in opts:
+                near = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+                if key not in known and near:
+                    out.append(
+                        f"unknown key {key!r} in [providers.{name}] (ignored); "
+                        f"did you mean {near[0]!r}?"
+                    )
+    return out
+
+
 def load_config(env: dict[str, str] | None = None) -> Config:
     """Read the config file and the environment. Cheap (no network, no heavy imports)."""
     env = dict(os.environ if env is None else env)
@@ -134,6 +269,8 @@ def load_config(env: dict[str, str] | None = None) -> Config:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"{path} is not valid TOML ({e}); fix or delete it") from None
+        for message in unknown_keys(data):
+            _warn_once(f"{path}: {message}")
     providers: dict[str, dict[str, Any]] = {
         k: dict(v) for k, v in (data.get("providers") or {}).items() if isinstance(v, dict)
     }
@@ -148,10 +285,25 @@ def load_config(env: dict[str, str] | None = None) -> Config:
     db_url = env.get("GREENTRACK_DB") or data.get("db") or f"sqlite:///{home / 'greentrack.db'}"
     try:
         pue_default = float(data.get("pue", 1.0))
-        interval_default = float(data.get("interval_s", 1.0))
-        checkpoint_default = float(data.get("checkpoint_s", 10.0))
     except (TypeError, ValueError):
-        raise ConfigError(f"{path}: pue, interval_s and checkpoint_s must be numbers") from None
+        raise ConfigError(f"{path}: pue must be a number >= 1.0") from None
+    interval_default = check_interval_s(data.get("interval_s", 1.0), f"{path}: interval_s")
+    checkpoint_default = check_checkpoint_s(data.get("checkpoint_s", 10.0), f"{path}: checkpoint_s")
+    raw_flush = env.get("GREENTRACK_FLUSH_TIMEOUT_S") or data.get("flush_timeout_s")
+    flush_timeout_s = 10.0
+    if raw_flush is not None:
+        flush_what = (
+            "GREENTRACK_FLUSH_TIMEOUT_S"
+            if env.get("GREENTRACK_FLUSH_TIMEOUT_S")
+            else f"{path}: flush_timeout_s"
+        )
+        flush_timeout_s = check_flush_timeout_s(raw_flush, flush_what)
+    raw_interval = env.get("GREENTRACK_INTERVAL_S")
+    interval_s = (
+        check_interval_s(raw_interval, "GREENTRACK_INTERVAL_S")
+        if raw_interval
+        else interval_default
+    )
     pue = _float_env(env, "GREENTRACK_PUE", pue_default)
     if pue < 1.0:
         raise ConfigError(f"PUE must be >= 1.0 (got {pue}); 1.0 means no facility overhead")
@@ -162,8 +314,9 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         region_origin=origin,
         pue=pue,
         provider=env.get("GREENTRACK_PROVIDER") or str(data.get("provider", "static")),
-        interval_s=_float_env(env, "GREENTRACK_INTERVAL_S", interval_default),
+        interval_s=interval_s,
         checkpoint_s=checkpoint_default,
+        flush_timeout_s=flush_timeout_s,
         sysfs=Path(env.get("GREENTRACK_SYSFS") or data.get("sysfs") or "/sys"),
         cloud_metadata=bool(data.get("cloud_metadata", False)),
         cpu_share=check_cpu_share(

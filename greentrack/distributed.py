@@ -36,6 +36,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
@@ -48,11 +49,15 @@ from greentrack.config import Config
 from greentrack.meters.base import Meter
 
 __all__ = [
+    "JOINED_SOURCE",
     "Layout",
     "Placement",
     "env_layout",
     "env_run_id",
+    "event_id",
+    "joined_event",
     "open_placement_meters",
+    "parse_joined",
     "place",
     "propose_gpus",
 ]
@@ -90,6 +95,8 @@ class Placement:
         gpus: GPUs to measure, as ``CUDA_VISIBLE_DEVICES`` entries (UUIDs); None means every GPU
             this process sees (the single-process behaviour).
         warnings: one-line notes to record on the run.
+        measured_by: ``(what, by whom)`` for the devices this process uses that another process
+            measures, e.g. ``("the node's CPU and memory", "rank 0")`` (see :func:`joined_event`).
     """
 
     rank: int = 0
@@ -102,6 +109,7 @@ class Placement:
     measure_host: bool = True
     gpus: tuple[str, ...] | None = None
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    measured_by: tuple[tuple[str, str], ...] = ()
 
     @property
     def owner(self) -> bool:
@@ -269,6 +277,10 @@ def place(
             ``GREENTRACK_DIST_TIMEOUT_S`` or 300 s).
     """
     env = os.environ if env is None else env
+    if run_id:  # it names spool files and dashboard pages: a one-line error, before training
+        from greentrack.security import check_run_id
+
+        check_run_id(run_id, "run_id")
     host = hardware.hostname()
     dist = _process_group()
     layout: Layout | None = None
@@ -293,8 +305,17 @@ def place(
     visible = _visible_gpus(env)
     proposal = propose_gpus(visible, layout.local_rank, layout.local_world_size)
     if dist is None:  # environment only: no exchange, rules alone decide
+        by: list[tuple[str, str]] = []
+        first = (  # torchrun numbers the ranks of a node contiguously; other launchers may not
+            f"rank {layout.rank - layout.local_rank}"
+            if layout.source == "torchrun"
+            else "local rank 0 of this node"
+        )
+        if layout.local_rank != 0:
+            by.append(("the node's CPU and memory", first))
         if layout.local_world_size is None and len(visible) > 1 and layout.local_rank != 0:
             proposal = []  # layout unknown: the node's first process measures its GPUs
+            by.append(("the node's GPUs", first))
         shared_id = run_id or env_run_id(env, nth)
         warnings: tuple[str, ...] = ()
         if shared_id is None:
@@ -305,7 +326,7 @@ def place(
             )
         return Placement(
             layout.rank, layout.world_size, layout.local_rank, host, layout.source, shared_id,
-            shared_id is not None, layout.local_rank == 0, tuple(proposal), warnings,
+            shared_id is not None, layout.local_rank == 0, tuple(proposal), warnings, tuple(by),
         )  # fmt: skip
 
     if timeout_s is None:
@@ -324,6 +345,16 @@ def place(
     shared_id = lower[0]["run_id"] if lower else candidate
     peers = [p for p in lower if p["host"] == host]
     taken = {g for p in peers for g in p["gpus"]}
+    owner_of: dict[str, int] = {}  # GPU -> the lowest rank on this host that proposed it
+    for r, p in enumerate(lower):
+        if p["host"] == host:
+            for g in p["gpus"]:
+                owner_of.setdefault(g, r)
+    by = []
+    if peers:
+        first = next(r for r, p in enumerate(lower) if p["host"] == host)
+        by.append(("the node's CPU and memory", f"rank {first}"))
+    by += [(f"GPU {g}", f"rank {owner_of[g]}") for g in proposal if g in owner_of]
     return Placement(
         rank=layout.rank,
         world_size=layout.world_size,
@@ -334,7 +365,66 @@ def place(
         shared=True,
         measure_host=not peers,
         gpus=tuple(g for g in proposal if g not in taken),
+        measured_by=tuple(by),
     )
+
+
+# -- what the store records of each rank ----------------------------------------------------------
+JOINED_SOURCE = "rank"
+"""``events.source`` of the event each rank of a shared distributed run writes when it joins."""
+
+_JOINED = re.compile(r"rank (\d+) on (\S+) joined(?:; (.*))?", re.S)
+
+
+def event_id(run_id: str, source: str, message: str, occurrence: int = 0) -> str:
+    """The deterministic ``events.id`` (32 hex digits) of a run's event.
+
+    The ``occurrence``-th event with this (source, message) in one process gets the same id in
+    every process of the run, so a warning every rank records is stored once, and a replay
+    writes nothing twice; a message repeated within one process keeps each repetition.
+    """
+    key = json.dumps([run_id, source, message, int(occurrence)])
+    return uuid.uuid5(_NAMESPACE, key).hex
+
+
+def joined_note(placement: Placement) -> str | None:
+    """``measured by rank 0: the node's CPU and memory, GPU GPU-3a...``: who measures the
+    devices this rank uses (None when it measures all of them itself)."""
+    groups: dict[str, list[str]] = {}
+    for what, by in placement.measured_by:
+        groups.setdefault(by, []).append(what)
+    if not groups:
+        return None
+    return "; ".join(f"measured by {by}: {', '.join(whats)}" for by, whats in groups.items())
+
+
+def joined_event(placement: Placement, run_id: str, t_s: float) -> dict[str, Any] | None:
+    """The event a rank of a shared distributed run records when it joins (None otherwise).
+
+    Every rank writes one (level ``info``, source :data:`JOINED_SOURCE`, id from
+    :func:`event_id` of its rank), even one that measures nothing and so writes no component
+    row: ``processes`` in the run object lists every rank that joined (see
+    :func:`parse_joined`), with 0 J and who measured its devices.
+    """
+    if placement.world_size <= 1 or not placement.shared:
+        return None
+    note = joined_note(placement)
+    message = f"rank {placement.rank} on {placement.host} joined" + (f"; {note}" if note else "")
+    return {
+        "id": event_id(run_id, JOINED_SOURCE, f"rank {placement.rank}"),
+        "t_s": t_s,
+        "level": "info",
+        "source": JOINED_SOURCE,
+        "message": message,
+    }
+
+
+def parse_joined(message: str) -> tuple[int, str, str | None] | None:
+    """(rank, host, note) of a :func:`joined_event` message, or None for another message."""
+    m = _JOINED.fullmatch(message.strip())
+    if m is None:
+        return None
+    return int(m.group(1)), m.group(2), m.group(3) or None
 
 
 def open_placement_meters(config: Config, placement: Placement) -> list[Meter]:

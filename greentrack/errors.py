@@ -26,6 +26,10 @@ wrapped or replaced.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
 __all__ = [
     "ConfigError",
     "DatabaseURLError",
@@ -42,6 +46,8 @@ __all__ = [
     "StoreError",
     "StoreUnavailableError",
     "UnknownRegionError",
+    "cli_hints",
+    "hint",
 ]
 
 
@@ -107,3 +113,30 @@ class ProviderError(IntensityError):
 
 class ScheduleError(GreentrackError):
     """A scheduling request that cannot be satisfied."""
+
+
+# -- fix-it hints in the user's language -----------------------------------------------------
+#: Library keyword -> the command-line option that sets it, for hints raised under the CLI.
+CLI_OPTIONS = {"max_gap_steps": "--max-gap"}
+_UNDER_CLI: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "greentrack_under_cli", default=False
+)
+
+
+def hint(keyword: str, value: object) -> str:
+    """How the user sets ``keyword`` to ``value`` where they are: ``max_gap_steps=9`` in Python,
+    ``--max-gap 9`` inside a command (see :func:`cli_hints`)."""
+    option = CLI_OPTIONS.get(keyword)
+    if option and _UNDER_CLI.get():
+        return f"{option} {value}"
+    return f"{keyword}={value}"
+
+
+@contextlib.contextmanager
+def cli_hints() -> Iterator[None]:
+    """Within this block :func:`hint` names command-line options (the CLI wraps each command)."""
+    token = _UNDER_CLI.set(True)
+    try:
+        yield
+    finally:
+        _UNDER_CLI.reset(token)

@@ -5,6 +5,10 @@ meter here). Signals sent to greentrack (Ctrl-C, SIGTERM, SIGHUP) are forwarded 
 the run ends ``interrupted``; the child's exit code is returned (128 + N when a signal killed it).
 The child gets ``GREENTRACK_PARENT_RUN`` (and ``GREENTRACK_PLAN`` when a schedule plan is given,
 so that ``run.should_pause()`` in the child follows it).
+
+Bad input (an unknown region, CSV data for another zone or not covering now) raises before the
+command starts. When the command ends, one line on stderr gives the run id, its status, energy
+(and how it was obtained) and CO2e (and from what intensity source).
 """
 
 from __future__ import annotations
@@ -13,13 +17,14 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import IO, Any
 
 from greentrack.errors import ConfigError
 
-__all__ = ["run_command"]
+__all__ = ["run_command", "summary_line"]
 
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -37,10 +42,17 @@ def run_command(
     interval_s: float | None = None,
     cpu_share: str | None = None,
     on_started: Callable[[Any, subprocess.Popen[bytes]], Any] | None = None,
+    source: str | None = None,
+    csv: Sequence[str] | None = None,
+    csv_options: Mapping[str, Any] | None = None,
+    out: IO[str] | None = None,
 ) -> int:
     """Run ``argv`` tracked; return its exit code.
 
     Args:
+        source, csv, csv_options: the intensity source the run is accounted on (as for
+            :class:`~greentrack.tracker.Run`); a scheduled command passes its plan's.
+        out: where the closing summary line goes (default: stderr).
         on_started: called with ``(run, child)`` once the child runs; it may return an object with
             ``poll()`` (called every 0.2 s while waiting, e.g. a SIGSTOP/SIGCONT pause controller)
             and ``release()`` (called before signals are forwarded and at the end).
@@ -63,6 +75,9 @@ def run_command(
         interval_s=interval_s,
         cpu_share=cpu_share,
         config=config,
+        source=source,
+        csv=list(csv or []),
+        csv_options=csv_options,
     )
     if plan:
         run.set_plan(plan)
@@ -112,6 +127,37 @@ def run_command(
     else:
         status, error = "failed", f"exit code {code}"
     run.set_tags(exit_code=code)
-    run.stop(status, error)
+    summary = run.stop(status, error)
+    rc = 128 - code if code < 0 else code
+    target = out if out is not None else sys.stderr
+    try:
+        target.write(summary_line(summary, rc) + "\n")
+        target.flush()
+    except (OSError, ValueError):  # a closed stderr never changes the command's exit code
+        pass
     time.sleep(0)
-    return 128 - code if code < 0 else code
+    return rc
+
+
+def summary_line(summary: Any, code: int | None = None) -> str:
+    """One line for a finished run: ``greentrack: run 3f2a1b2c finished (exit 0) in 2.1 s:
+    41.5 J [counter,estimated], CO2e 0.0198 g (codecarbon-static ES); greentrack show 3f2a1b2c``.
+
+    ``summary`` is a :class:`~greentrack.tracker.RunSummary`; energy is device energy (before
+    PUE), the methods are its components' (counter, sampled, estimated).
+    """
+    from greentrack.units import format_co2e, format_energy
+
+    methods = ",".join(sorted({c.method for c in summary.components})) or "no meter"
+    exit_part = f" (exit {code})" if code is not None else ""
+    if summary.co2e_g is not None:
+        src = summary.intensity_source or {}
+        label = " ".join(str(x) for x in (src.get("name"), src.get("zone")) if x)
+        carbon = f"CO2e {format_co2e(summary.co2e_g)}" + (f" ({label})" if label else "")
+    else:
+        carbon = "CO2e not computed (see the run's warnings)"
+    return (
+        f"greentrack: run {summary.id[:8]} {summary.status}{exit_part} in "
+        f"{summary.duration_s:.1f} s: {format_energy(summary.energy_j)} [{methods}], {carbon}; "
+        f"greentrack show {summary.id[:8]}"
+    )

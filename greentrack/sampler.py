@@ -2,6 +2,14 @@
 series; a second thread hands checkpoints to the store at a bounded interval, so that a slow or
 absent database never delays a reading.
 
+Checkpoints are scheduled by deadline, not on sampling ticks: the checkpoint thread wakes at
+``t0 + k * checkpoint_s`` and reads every meter itself before handing the checkpoint over, so the
+energy a SIGKILL can lose is what ``checkpoint_s`` covers (plus one store write), whatever
+``interval_s`` is (``tests/test_attack_lifecycle.py`` measures it over many kills).
+
+A meter that raises anything (a ``MeterError``, or a custom meter's ``OSError``) is contained
+here: it stops being read, its energy so far is kept, and the failure becomes a warning.
+
 Memory stays bounded for arbitrarily long runs: readings are cumulative energies, so dropping
 intermediate points loses no energy. A point is kept when it is at least ``spacing`` after the
 previous kept point of the same device, where ``spacing = max(interval, elapsed / max_points)``.
@@ -11,6 +19,8 @@ simulates it). Points not yet checkpointed are handed over and forgotten at each
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
 import time
 from array import array
@@ -60,8 +70,11 @@ class Sampler:
         meters: started meters.
         interval_s: sampling interval, seconds.
         checkpoint_s: longest time between two calls of ``on_checkpoint``, seconds.
-        on_checkpoint: called on the sampler thread with the new kept points
+        on_checkpoint: called on the checkpoint thread with the new kept points
             ``[(device, component, t_s, energy_j, power_w)]``; must not raise.
+        on_warning: ``(source, message)`` for a meter that failed or warned.
+        on_tick: called on the sampling thread after each reading (a cheap watchdog); must
+            not raise.
         max_points: points per device before spacing grows with elapsed time.
         clock: ``(monotonic_s, wall_s)`` provider (default :func:`steady_clock`; tests
             simulate long runs with it).
@@ -76,6 +89,7 @@ class Sampler:
         on_checkpoint: Callable[[list[tuple[str, str, float, float, float | None]]], None]
         | None = None,
         on_warning: Callable[[str, str], None] | None = None,
+        on_tick: Callable[[], None] | None = None,
         max_points: int = 5000,
         clock: Callable[[], tuple[float, float]] | None = None,
     ) -> None:
@@ -84,6 +98,7 @@ class Sampler:
         self.checkpoint_s = float(checkpoint_s)
         self.on_checkpoint = on_checkpoint
         self.on_warning = on_warning
+        self.on_tick = on_tick
         self.max_points = max_points
         self.clock = clock or steady_clock()
         self.series: dict[str, DeviceSeries] = {}
@@ -93,7 +108,6 @@ class Sampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._writer: threading.Thread | None = None
-        self._due = threading.Event()
         self._failed: set[int] = set()
         self.t0_mono, self.t0_wall = self.clock()
         self.t1_mono: float | None = None
@@ -120,16 +134,16 @@ class Sampler:
                 continue
             try:
                 readings = meter.read(mono)
-            except MeterError as e:
+                warnings = meter.pop_warnings()
+            except Exception as e:  # MeterError, or anything a custom meter raises
                 self._failed.add(i)
-                self._warn(
-                    meter.name, f"{meter.name} meter stopped: {e}; its energy so far is kept"
-                )
+                self._warn(meter.name, f"{meter.name} meter stopped: {_why(e)}; its energy so far "
+                           "is kept")  # fmt: skip
                 continue
             for r in readings:
                 self.latest[r.device] = r
                 self._keep(r, wall, force=keep_all)
-            for w in meter.pop_warnings():
+            for w in warnings:
                 self._warn(meter.name, w)
 
     def _keep(self, r: DeviceReading, wall: float, *, force: bool) -> None:
@@ -171,7 +185,15 @@ class Sampler:
             self._last_checkpoint = mono
             self.checkpoint()
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, *, fresh: bool = False) -> None:
+        """Hand the new points to ``on_checkpoint``; ``fresh``: read every meter first (the
+        checkpoint thread does, so a checkpoint's energy is as of the checkpoint's time)."""
+        if fresh:
+            with self._lock:
+                if self._stop.is_set():  # stop() took the final reading and closed the meters
+                    return
+                mono, wall = self.clock()
+                self._read(mono, wall, keep_all=False)
         if self.on_checkpoint is not None:
             self.on_checkpoint(self.take_pending())
 
@@ -185,9 +207,9 @@ class Sampler:
             for i, meter in enumerate(self.meters):
                 try:
                     meter.start(mono)
-                except MeterError as e:
+                except Exception as e:  # MeterError, or anything a custom meter raises
                     self._failed.add(i)
-                    self._warn(meter.name, f"{meter.name} meter unavailable: {e}")
+                    self._warn(meter.name, f"{meter.name} meter unavailable: {_why(e)}")
             self._read(mono, wall, keep_all=True)
         self._thread = threading.Thread(target=self._loop, name="greentrack-sampler", daemon=True)
         self._writer = threading.Thread(
@@ -198,6 +220,7 @@ class Sampler:
 
     def _loop(self) -> None:
         """Sampling only: a slow or absent store never delays a reading."""
+        block_signals()
         next_t = time.monotonic() + self.interval_s
         while not self._stop.wait(max(0.0, next_t - time.monotonic())):
             next_t += self.interval_s
@@ -209,43 +232,74 @@ class Sampler:
                     return
                 mono, wall = self.clock()
                 self._read(mono, wall, keep_all=False)
-            if mono - self._last_checkpoint >= self.checkpoint_s:
-                self._last_checkpoint = mono
-                self._due.set()
+            if self.on_tick is not None:
+                self.on_tick()
 
     def _write_loop(self) -> None:
-        """Checkpoints: the first at once (the run appears in the store), then when due.
+        """Checkpoints: the first at once (the run appears in the store), then one at each
+        deadline ``t0 + k * checkpoint_s``, each with a fresh reading of every meter.
 
-        A run stopped before this thread got going skips the first: the final one covers it."""
+        A run stopped before this thread got going skips the first: the final one covers it.
+        A checkpoint that overran its slot (a slow store) is followed by the next one at once,
+        then the schedule resumes from there."""
+        block_signals()
         if not self._stop.is_set():
             self.checkpoint()
-        while True:
-            self._due.wait()
-            self._due.clear()
-            if self._stop.is_set():
-                return
-            self.checkpoint()
+        due = self.t0_mono + self.checkpoint_s
+        while not self._stop.wait(max(0.0, due - time.monotonic())):
+            self._last_checkpoint = time.monotonic()
+            self.checkpoint(fresh=True)
+            # the next deadline; after an overrun (a slow store) the next one at once, once
+            due = max(due + self.checkpoint_s, time.monotonic())
+
+    def after_fork_in_child(self) -> None:
+        """In a fork()ed child: the threads do not exist there and a lock may be held by one of
+        them; this copy stops for good without touching the meters (the parent's)."""
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._stop.set()
+        self._thread = self._writer = None
+        self.meters = []
 
     def stop(self) -> dict[str, DeviceReading]:
         """Take the final reading (always kept) at once, then stop the threads.
 
         The run's window ends at this reading (:attr:`t1_mono`), not after an in-flight
-        checkpoint finishes.
+        checkpoint finishes. The checkpoint thread is not waited for: a checkpoint in flight
+        on a sick store must not hold the exit (the final checkpoint has its own deadline).
         """
         self._stop.set()
-        self._due.set()
         with self._lock:
             mono, wall = self.clock()
             self._read(mono, wall, keep_all=True)
             self.t1_mono, self.t1_wall = mono, wall
             final = dict(self.latest)
-        for thread in (self._thread, self._writer):
-            if thread is not None and thread is not threading.current_thread():
-                thread.join(timeout=max(5.0, 3 * self.interval_s))
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=max(5.0, 3 * self.interval_s))  # a reading is short
         with self._lock:
             for meter in self.meters:
                 try:
                     meter.close()
-                except MeterError:
+                except Exception:  # MeterError, or anything a custom meter raises
                     pass
         return final
+
+
+_BLOCKED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+
+
+def block_signals() -> None:
+    """In one of greentrack's own threads: never receive SIGTERM, SIGINT or SIGHUP. The kernel
+    gives a process's signal to any thread that does not block it; Python runs handlers only on
+    the main thread, and a main thread asleep (``time.sleep``) is woken only by a signal that
+    lands on it, so a signal taken by a background thread could wait there unhandled."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED)
+
+
+def _why(e: BaseException) -> str:
+    """A meter failure in one line: its text for our own errors, with the type for others."""
+    if isinstance(e, MeterError):
+        return str(e)
+    return f"{type(e).__name__}: {e}"

@@ -82,7 +82,7 @@ from greentrack import timefmt
 from greentrack.carbon.series import IntensitySeries, Provenance
 from greentrack.errors import ScheduleError
 from greentrack.timefmt import format_time
-from greentrack.units import J_PER_KWH
+from greentrack.units import J_PER_KWH, format_co2e
 
 __all__ = [
     "DEFAULT_MIN_RUN_S",
@@ -1254,11 +1254,13 @@ def format_plan(p: Plan) -> str:
                 f"({_fmt_dur(s.duration_s)})"
             )
     lines += [
-        f"  expected    {p.expected_co2e_g:,.1f} gCO2e",
-        f"  run now     {p.run_now_co2e_g:,.1f} gCO2e",
+        f"  expected    {format_co2e(p.expected_co2e_g)} CO2e",
+        f"  run now     {format_co2e(p.run_now_co2e_g)} CO2e",
         f"  saving      {p.saving_pct:.1f} %",
     ]
     if p.strategy == "pause_resume" and "flexible_start" in p.alternatives:
-        lines.append(f"  (Flexible Start alone: {p.alternatives['flexible_start']:,.1f} gCO2e)")
+        lines.append(
+            f"  (Flexible Start alone: {format_co2e(p.alternatives['flexible_start'])} CO2e)"
+        )
     lines += [f"  note: {w}" for w in p.warnings]
     return "\n".join(lines)

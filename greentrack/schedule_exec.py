@@ -4,12 +4,15 @@
 
 1. plan (:func:`greentrack.schedule.plan`);
 2. wait until the plan's start, with a countdown on stderr. Ctrl-C while waiting cancels cleanly:
-   nothing has been launched, nothing is stored, the exit status is 130. When the plan came from a
+   nothing has been launched, nothing is stored, the exit status is 130; SIGTERM and SIGHUP do
+   the same (exit status 143 and 129), with the same line on stderr. When the plan came from a
    live forecast, the forecast is fetched again every ``replan_every_s`` (15 min); if the current
    plan's expected emissions under the new forecast moved by more than ``replan_threshold_pct``
    (10 %), the job is re-planned from now to the same deadline. Each re-plan is recorded in the
    plan stored on the run (``replans``);
-3. run the command tracked with :func:`greentrack.runner.run_command`, the plan stored on the run;
+3. run the command tracked with :func:`greentrack.runner.run_command`, the plan stored on the run
+   and the run accounted on the plan's intensity source (the same CSV files and layout options,
+   or the same provider);
 4. Pause & Resume plans, ``pause_mode="stop"`` (default): a :class:`PauseController` sends the
    child ``SIGSTOP`` at the end of each run segment and ``SIGCONT`` at the start of the next.
    On a live forecast, each pause re-plans the work left (:meth:`Replanner.remaining`): the new
@@ -497,6 +500,7 @@ def schedule_command(
     out: IO[str] | None = None,
     run_command: Callable[..., int] | None = None,
     fetch: Callable[[float, float], IntensitySeries] | None = None,
+    csv_options: Mapping[str, Any] | None = None,
 ) -> int:
     """Plan ``argv``, wait for its start, run it tracked (pausing it on a P&R plan); exit code.
 
@@ -508,9 +512,12 @@ def schedule_command(
         run_command: the tracked runner (default :func:`greentrack.runner.run_command`).
         fetch: fresh-forecast function for re-planning (default: the plan's live source; none
             for CSV data).
+        csv_options: layout options of ``plan_options["csv"]`` (``time_column``, ``tz``...); the
+            run is accounted on the same files read the same way.
 
     Returns:
-        The command's exit code; 130 when cancelled with Ctrl-C before it started.
+        The command's exit code; 130 when cancelled with Ctrl-C before it started (143 for
+        SIGTERM, 129 for SIGHUP).
     """
     from greentrack.schedule import (
         _job,
@@ -560,12 +567,14 @@ def schedule_command(
             threshold_pct=replan_threshold_pct,
         )
     try:
-        p, replans = wait_until_start(
-            p, clock=clock, out=out, replan=replanner, replan_every_s=replan_every_s
-        )
-    except KeyboardInterrupt:
+        with _signals_cancel():
+            p, replans = wait_until_start(
+                p, clock=clock, out=out, replan=replanner, replan_every_s=replan_every_s
+            )
+    except (KeyboardInterrupt, _Cancelled) as e:
         out.write("\ngreentrack: cancelled before the start; nothing was run\n")
-        return 130
+        out.flush()
+        return 128 + e.signum if isinstance(e, _Cancelled) else 130
     plan_dict = p.to_dict()
     if replans:
         plan_dict["replans"] = replans
@@ -589,8 +598,48 @@ def schedule_command(
             db_url=db_url,
             plan=plan_dict,
             on_started=on_started,
+            **_run_source(opts, csv_options),
         )
     )
+
+
+def _run_source(opts: Mapping[str, Any], csv_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The run's intensity source: the plan's (its CSV files and layout, or its provider)."""
+    if opts.get("csv"):
+        return {"csv": list(opts["csv"]), "csv_options": dict(csv_options or {})}
+    if opts.get("source"):
+        return {"source": opts["source"]}
+    return {}
+
+
+class _Cancelled(Exception):
+    """A termination signal arrived while waiting for the start."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
+class _signals_cancel:
+    """While waiting: SIGTERM and SIGHUP raise :class:`_Cancelled` (as Ctrl-C raises
+    KeyboardInterrupt), so a terminated wait says what it did. Main thread only."""
+
+    _SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+    def __enter__(self) -> None:
+        self.previous: dict[int, Any] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def cancel(signum: int, frame: Any) -> None:
+            raise _Cancelled(signum)
+
+        for sig in self._SIGNALS:
+            self.previous[sig] = signal.signal(sig, cancel)
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 def _pause_hook(

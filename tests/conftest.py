@@ -80,7 +80,26 @@ def pg_url(pg_available: bool):
     with _pg_admin() as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
     yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
+    _drop_schema(schema)
+
+
+def _drop_schema(schema: str) -> None:
+    """Drop a test's schema without waiting forever on a session the test left holding a lock
+    (an attack test's orphaned "idle in transaction" session): after a bounded wait, such sessions
+    are terminated and the drop is tried again."""
+    import psycopg
+
     with _pg_admin() as conn:
+        conn.execute("SET lock_timeout = '10s'")
+        try:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+            return
+        except psycopg.errors.LockNotAvailable:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+                "current_database() AND pid <> pg_backend_pid() "
+                "AND state LIKE 'idle in transaction%'"
+            )
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 

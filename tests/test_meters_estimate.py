@@ -1,4 +1,6 @@
-"""CPU (TDP × load) and RAM (W per GiB) estimators, TDP matching, host description helpers."""
+"""CPU (scaled TDP × load curve) and RAM (W per GiB) estimators, TDP matching, host helpers.
+
+The scaling rules, the default and the load curve on scripted machines: test_estimate_model.py."""
 
 from __future__ import annotations
 
@@ -9,11 +11,13 @@ import pytest
 
 from greentrack import hardware
 from greentrack.meters.estimate import (
-    DEFAULT_TDP_W,
     RAM_W_PER_GIB,
     CpuEstimateMeter,
+    CpuPowerModel,
+    CpuSpec,
+    CpuTopology,
     RamEstimateMeter,
-    TdpMatch,
+    cpu_power_model,
     cpu_power_table_path,
     load_tdp_table,
     match_tdp,
@@ -45,10 +49,10 @@ def test_tdp_matches_real_model_strings(table, model, matched, tdp_w):
 
 
 @pytest.mark.parametrize("model", ["AMD EPYC", "QEMU Virtual CPU version 2.5+", "", "unknown"])
-def test_unknown_model_gets_the_documented_default(table, model):
+def test_unknown_model_has_no_tdp(table, model):
     m = match_tdp(model, table)
-    assert (m.matched, m.tdp_w) == (None, DEFAULT_TDP_W)
-    assert "default" in m.source
+    assert (m.matched, m.tdp_w) == (None, None)
+    assert "not in codecarbon" in m.source
 
 
 def test_tdp_prefers_the_most_specific_entry_and_refuses_ties():
@@ -71,37 +75,43 @@ def _scripted_times(*values: tuple[float, float]):
     return lambda: next(it)
 
 
-def test_cpu_estimate_integrates_tdp_times_interval_load_exactly():
-    tdp = TdpMatch("Acme 100", 100.0, "Acme 100", "test")
-    # cumulative (busy_s, total_s) over all CPUs: loads 0.25 then 0.5 then 1.0
-    meter = CpuEstimateMeter(tdp, cpu_times=_scripted_times((10, 40), (11, 44), (13, 48), (17, 52)))
+def _model(tdp_w: float) -> CpuPowerModel:
+    return CpuPowerModel("Acme 100", tdp_w, 4, False, "test")
+
+
+def test_cpu_estimate_integrates_the_load_curve_over_interval_loads_exactly():
+    # cumulative (busy_s, total_s) over all CPUs: loads 0.25 then 0.5 then 1.0; the curve gives
+    # 0.32 + (0.75 - 0.32) * 0.15 / 0.4 = 0.48125, then 0.75, then 1.02 (× 100 W)
+    meter = CpuEstimateMeter(
+        _model(100.0), cpu_times=_scripted_times((10, 40), (11, 44), (13, 48), (17, 52))
+    )
     meter.start(1000.0)  # only the t_mono passed in is used as the clock
     (r,) = meter.read(1001.0)
     assert (r.component, r.device, r.method) == ("cpu", "cpu:estimate", "estimated")
-    assert (r.energy_j, r.power_w) == (25.0, 25.0)
+    assert (r.energy_j, r.power_w) == pytest.approx((48.125, 48.125))
     (r,) = meter.read(1003.0)
-    assert (r.energy_j, r.power_w) == (125.0, 50.0)
+    assert (r.energy_j, r.power_w) == pytest.approx((48.125 + 150.0, 75.0))
     (r,) = meter.read(1003.5)
-    assert (r.energy_j, r.power_w) == (175.0, 100.0)
+    assert (r.energy_j, r.power_w) == pytest.approx((198.125 + 51.0, 102.0))
     assert meter.pop_warnings() == []
 
 
 def test_cpu_estimate_with_no_cpu_time_elapsed_carries_the_interval_over():
-    tdp = TdpMatch("Acme 100", 80.0, "Acme 100", "test")
-    meter = CpuEstimateMeter(tdp, cpu_times=_scripted_times((0, 0), (0, 0), (3, 4)))
+    meter = CpuEstimateMeter(_model(80.0), cpu_times=_scripted_times((0, 0), (0, 0), (3, 4)))
     meter.start(0.0)
     assert meter.read(0.001)[0].energy_j == 0.0  # jiffies did not move yet
-    (r,) = meter.read(2.0)  # load 0.75 over the whole [0, 2] s
-    assert r.energy_j == pytest.approx(80.0 * 0.75 * 2.0)
+    (r,) = meter.read(2.0)  # load 0.75 over the whole [0, 2] s: 0.75 + 0.27 * 0.5 of the TDP
+    assert r.energy_j == pytest.approx(80.0 * 0.885 * 2.0)
 
 
 def test_cpu_estimate_warns_about_a_default_tdp():
-    meter = CpuEstimateMeter(
-        TdpMatch("Mystery CPU", DEFAULT_TDP_W, None, "default"), cpu_times=lambda: (0.0, 1.0)
-    )
+    topo = CpuTopology("Mystery CPU", 6, 1, 6, False, "cpuinfo")
+    power = cpu_power_model(topo, CpuSpec("Mystery CPU", None, "not in any table", None, "-"))
+    meter = CpuEstimateMeter(power, cpu_times=lambda: (0.0, 1.0))
     (warning,) = meter.pop_warnings()
-    assert "Mystery CPU" in warning and "85 W" in warning
+    assert "Mystery CPU" in warning and "4 W per thread × 6 threads = 24 W" in warning
     assert "Mystery CPU" in meter.describe()["cpu:estimate"]
+    assert "default" in meter.describe()["cpu:estimate"]
 
 
 def test_cpu_estimate_on_this_host_is_within_zero_and_tdp():
@@ -109,7 +119,7 @@ def test_cpu_estimate_on_this_host_is_within_zero_and_tdp():
     meter.start(0.0)
     sum(i * i for i in range(200_000))
     (r,) = meter.read(0.5)
-    assert 0.0 <= r.energy_j <= meter.tdp_w * 0.5
+    assert 0.12 * meter.tdp_w * 0.5 <= r.energy_j <= 1.02 * meter.tdp_w * 0.5
 
 
 def test_system_cpu_times_are_machine_wide_and_monotone():

@@ -117,6 +117,9 @@ def test_sampled_error_shrinks_with_the_read_interval(monkeypatch):
 
 
 def test_cuda_visible_devices_by_index_and_uuid(fake_nvml, monkeypatch):
+    # the default fakes are two models: indices mean NVML's only with PCI_BUS_ID order (else a
+    # warning: tests/test_meters_nvml_rules.py)
+    monkeypatch.setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     uuid1 = fake_nvml.gpus[1].uuid
     for value in ("1", uuid1, uuid1[:12]):
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", value)

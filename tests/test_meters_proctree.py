@@ -17,7 +17,7 @@ import greentrack as gt
 from greentrack.config import load_config
 from greentrack.errors import ConfigError
 from greentrack.meters import CpuEstimateMeter, open_meters
-from greentrack.meters.estimate import TdpMatch
+from greentrack.meters.estimate import CpuPowerModel, load_factor
 from greentrack.meters.proctree import ProcessTree
 
 HZ = os.sysconf("SC_CLK_TCK")
@@ -135,7 +135,10 @@ def test_process_share_ignores_other_programs_load(monkeypatch) -> None:
         process = _estimate_j("process", 1.0)
     finally:
         os.kill(pid, 9)
-    assert machine > 0.3 * 85.0 / os.cpu_count()  # the burner's core, at the default TDP
+    from greentrack.meters.estimate import host_cpu_power_model
+
+    tdp_w = host_cpu_power_model().tdp_w  # the burner's core at least, on the load curve:
+    assert machine > tdp_w * load_factor(0.3 / os.cpu_count())  # above idle power (0.12 × TDP)
     assert process < 0.1 * machine
 
 
@@ -152,13 +155,13 @@ def test_cpu_share_setting_and_its_errors(monkeypatch, tmp_path) -> None:
     monkeypatch.delenv("GREENTRACK_CPU_SHARE")
     with pytest.raises(ConfigError, match="cpu_share='all'"):
         gt.track("x", cpu_share="all").start()
-    meter = CpuEstimateMeter(TdpMatch("cpu", 100.0, "cpu", "table"), tree=ProcessTree())
+    meter = CpuEstimateMeter(CpuPowerModel("cpu", 100.0, 2, False, "table"), tree=ProcessTree())
     assert "share of the CPU time" in meter.describe()["cpu:estimate"]
 
 
 def test_greentrack_run_charges_the_command_its_own_cpu_time(gt_home, sqlite_url) -> None:
     """A user runs a command that burns 1 s of CPU under `greentrack run --cpu-share process`:
-    the stored CPU estimate is TDP x its CPU time / the machine's CPUs, labelled as a share."""
+    the stored CPU estimate is its share of the modelled machine power, labelled as a share."""
     env = dict(os.environ, GREENTRACK_HOME=str(gt_home), GREENTRACK_DB=sqlite_url,
                GREENTRACK_SYSFS="/nonexistent")  # fmt: skip
     burn = BURN.format(s=1.0)
@@ -178,8 +181,11 @@ def test_greentrack_run_charges_the_command_its_own_cpu_time(gt_home, sqlite_url
     (cpu,) = [c for c in obj["processes"][0]["components"] if c["device"] == "cpu:estimate"]
     assert cpu["method"] == "estimated" and "this process tree's share" in cpu["model"]
     tdp_w = float(cpu["model"].split("TDP ")[1].split(" W")[0])
-    expected_j = tdp_w * 1.0 / os.cpu_count()  # the burner's CPU time; the runner adds a little
-    assert expected_j * 0.9 < cpu["energy_j"] < expected_j * 1.5
+    # the burner's 1 s of CPU time, u = 1/n of the machine's capacity while it runs, is charged
+    # TDP × f(Lm) / Lm per unit of capacity, Lm between u (alone) and 1 (a busy machine)
+    u = 1.0 / os.cpu_count()
+    low_j, high_j = tdp_w * u * 1.02, tdp_w * u * load_factor(u) / u
+    assert low_j * 0.9 < cpu["energy_j"] < high_j * 1.5  # the runner adds a little
 
 
 class ScriptedTree:

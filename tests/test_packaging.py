@@ -86,6 +86,8 @@ def test_public_api() -> None:
         "RunSummary",
         "ComponentEnergy",
         "PhaseSummary",
+        "current_run",
+        "active_runs",
         "plan",
         "study",
         "runs_frame",

@@ -460,7 +460,8 @@ def test_cli_module_imports_no_numpy():
 def test_examples_run(tmp_path, script, shared_data):
     env = {**os.environ, "GREENTRACK_HOME": str(tmp_path / "home")}
     out = subprocess.run(
-        [sys.executable, str(REPO / "examples" / script)],
+        [sys.executable, str(REPO / "examples" / script)]
+        + (["--out", str(tmp_path)] if script == "schedule_study.py" else []),
         capture_output=True,
         text=True,
         env=env,

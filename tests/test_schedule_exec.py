@@ -427,6 +427,9 @@ def _run_ticker(tmp_path: Path, planned: IntensitySeries, **kw) -> tuple[dict, l
     ticks = tmp_path / "ticks"
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     out = io.StringIO()
+    # the run is accounted in the plan's zone, which must be a real one (XX is refused at start)
+    zone = Provenance("test-forecast", "ES", "average", "unit")
+    planned = IntensitySeries(planned.start_s, planned.g_per_kwh, planned.step_s, zone)
     code = schedule_command(
         [sys.executable, "-c", TICKER, str(ticks), "60"],
         plan_options={

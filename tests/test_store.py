@@ -80,18 +80,15 @@ def test_new_database_is_created_at_head_and_old_one_refused(sqlite_url: str) ->
 def test_upgrade_from_0001_keeps_the_data_and_widens_metric_steps(store_url: str) -> None:
     """A store made by greentrack 0.1.0 (revision 0001) is refused until upgraded, keeps its runs
     through `greentrack db upgrade`, and then holds steps past 2**31 (tokens seen as the step)."""
-    from greentrack.store.writer import _write
+    from tests_store_old import write_0001_run
 
     assert upgrade(store_url, "0001") == "0001"
-    old = _cp("01" * 16, 1, 7.0)  # what 0.1.0 wrote (the writer's SQL, without the schema check)
-    old.metrics = [{"key": "loss", "step": 12, "value": 0.25, "t_s": 1.7e9}]
-    conn = connect(store_url)
-    with conn.transaction():
-        _write(conn, old)
+    conn = connect(store_url)  # what 0.1.0 wrote (its SQL, without the schema check)
+    write_0001_run(conn, "01" * 16, 7.0, [("loss", 12, 0.25, 1.7e9)])
     conn.close()
     with pytest.raises(SchemaOutdatedError, match="greentrack db upgrade"):
         StoreWriter(store_url).write(_cp("ef" * 16, 1, 5.0))
-    assert upgrade(store_url) == SCHEMA_REVISION == "0002"
+    assert upgrade(store_url) == SCHEMA_REVISION == "0003"
     conn = queries.open_store(store_url)
     try:
         kept = queries.get_run(conn, "01" * 16)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from greentrack.errors import IntensityDataError
+from greentrack.errors import IntensityDataError, hint
 from greentrack.timefmt import iso_utc
 
 __all__ = ["DEFAULT_MAX_GAP_STEPS", "Regular", "regularise"]
@@ -120,11 +120,11 @@ def regularise(
         if longest > max_gap_steps:
             first = t[worst] + step
             last = t[worst + 1] - step
-            fix = fix_hint or "max_gap_steps"
+            fix = f"{fix_hint}={longest}" if fix_hint else hint("max_gap_steps", longest)
             raise IntensityDataError(
                 f"{where}: {longest} missing steps ({_hours(step, longest)}) from "
                 f"{iso_utc(first)} to {iso_utc(last)}, more than the {max_gap_steps} filled "
-                f"automatically; supply the missing rows or allow it with {fix}={longest}"
+                f"automatically; supply the missing rows or allow it with {fix}"
             )
         idx = np.concatenate(([0], np.cumsum(k.astype(np.int64))))
         full_t = t[0] + step * np.arange(idx[-1] + 1, dtype=np.float64)

@@ -10,14 +10,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from greentrack.carbon.provenance import Provenance
 from greentrack.config import Config
-from greentrack.errors import ConfigError, GreentrackError, IntensityDataError
+from greentrack.errors import ConfigError, GreentrackError, IntensityDataError, UnknownRegionError
 from greentrack.units import J_PER_KWH
 
-__all__ = ["CarbonContext", "RunCarbon", "account_run", "prepare"]
+__all__ = ["CarbonContext", "RunCarbon", "account_run", "needs_network", "prepare", "warm"]
 
 #: device -> (wall times in epoch s, cumulative device energy in J)
 DeviceSeries = Mapping[str, tuple[Sequence[float], Sequence[float]]]
@@ -37,6 +38,8 @@ class RunCarbon:
     series_json: dict[str, Any]
     device_co2e_g: dict[str, float] = field(default_factory=dict)
     phase_co2e_g: dict[str, float] = field(default_factory=dict)
+    #: phase path -> CO2e of each occurrence, in the order of the spans given (g)
+    phase_span_co2e_g: dict[str, list[float]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -55,24 +58,99 @@ class CarbonContext:
 
 
 def prepare(
-    region: str | None, source: str | None, csv: Sequence[str], config: Config
+    region: str | None,
+    source: str | None,
+    csv: Sequence[str],
+    config: Config,
+    *,
+    csv_options: Mapping[str, Any] | None = None,
+    start_s: float | None = None,
 ) -> CarbonContext:
-    """Resolve the run's zone and intensity source.
+    """Resolve the run's zone and intensity source; raise on bad input (called by ``start()``).
+
+    Rules (each raises a one-line :class:`~greentrack.errors.GreentrackError`):
+
+    * an unknown region (argument, ``GREENTRACK_REGION`` or config file) names the closest zones;
+    * CSV files without a region account the run in the files' zone; with a region that is
+      another zone, the mismatch is an error (never silently the wrong grid);
+    * CSV files must cover ``start_s`` (the run's start); whether they cover its end can only
+      be known at the end: :func:`account_run` then says so instead of extending the data.
 
     Args:
-        region: the zone asked for (None: environment, config file, then the default).
+        region: the zone asked for (None: the CSV's zone, else environment, config file, default).
         source: intensity source name (None: CSV when files are given, else the configured one).
         csv: CSV files with an hourly (or finer) series.
+        csv_options: CSV layout options, passed to ``load_csv`` (``time_column``, ``tz``...).
+        start_s: the run's start, epoch seconds; None skips the CSV coverage check.
     """
     from greentrack.carbon.regions import resolve_region
     from greentrack.carbon.sources import get_source
 
-    resolved = resolve_region(region, config)
-    warnings = [resolved.warning] if resolved.warning else []
-    src = get_source(source, config, csv=[*csv] or None)
-    if src.constant(resolved.zone) is None:
+    files = [*csv]
+    src = get_source(
+        source, config, csv=files or None, **(dict(csv_options or {}) if files else {})
+    )
+    warnings: list[str] = []
+    if files and (region is None or not str(region).strip()):
+        zone, origin = str(src.zone), "csv file"  # type: ignore[attr-defined]
+    else:
+        try:
+            resolved = resolve_region(region, config)
+            zone, origin = resolved.zone, resolved.origin
+            if resolved.warning:
+                warnings.append(resolved.warning)
+        except UnknownRegionError:
+            # A WattTime region name, or a CSV zone greentrack does not list: taken as given.
+            csv_zone = str(getattr(src, "zone", "") or "")
+            given = str(region or "").strip()
+            if not given or not (src.accepts_native_zones or given.upper() == csv_zone.upper()):
+                raise
+            zone, origin = csv_zone or given, "argument"
+        if files:
+            from greentrack.carbon.csvsource import _same_zone
+            from greentrack.carbon.regions import zone_info
+
+            csv_zone = str(src.zone)  # type: ignore[attr-defined]
+            if not _same_zone(zone, csv_zone):
+                try:
+                    zone_info(csv_zone)
+                except UnknownRegionError:  # only a file name (custom layout): the region names it
+                    csv_zone = ""
+                if csv_zone:
+                    names = ", ".join(Path(f).name for f in files)
+                    raise ConfigError(
+                        f"region {zone} is not the zone of the CSV data ({csv_zone} in {names}); "
+                        f"pass a CSV for {zone}, or drop the region to account the run in "
+                        f"{csv_zone}"
+                    )
+    if files and start_s is not None:
+        data = src.data  # type: ignore[attr-defined]
+        if not data.covers(start_s, start_s):
+            from greentrack.timefmt import iso_utc
+
+            raise IntensityDataError(
+                f"the CSV data covers {data.provenance.period} (+ one step), not the run's start "
+                f"{iso_utc(start_s)}; pass a CSV that covers the run's time (the run is "
+                "accounted on it), or drop the CSV"
+            )
+    return CarbonContext(zone, origin, src, warnings)
+
+
+def needs_network(region: str | None, csv: Sequence[str], config: Config) -> bool:
+    """True when resolving the zone would ask the cloud metadata servers (``cloud_metadata =
+    true``, no region anywhere, no CSV): ``start()`` then leaves it to the checkpoint thread."""
+    return bool(
+        config.cloud_metadata
+        and not (region and str(region).strip())
+        and not config.region
+        and not csv
+    )
+
+
+def warm(ctx: CarbonContext) -> None:
+    """Import what :func:`account_run` needs for this source, off the training thread."""
+    if ctx.source.constant(ctx.region) is None:
         import numpy  # noqa: F401 - imported here, off the training thread, for account_run
-    return CarbonContext(resolved.zone, resolved.origin, src, warnings)
 
 
 def account_run(
@@ -102,6 +180,14 @@ def account_run(
     from greentrack.carbon.accounting import account_samples, interval_co2e_g
 
     warnings = list(ctx.warnings)
+    data = getattr(ctx.source, "data", None)  # a CSV source: refuses to extend its data
+    if data is not None and not data.covers(t0_s, max(t1_s, t0_s + 1.0)):
+        from greentrack.timefmt import iso_utc
+
+        raise IntensityDataError(
+            f"the CSV data ends at {iso_utc(data.end_s)}, before the run's end {iso_utc(t1_s)}; "
+            "pass a CSV that covers the whole run (greentrack whatif RUN --csv FILE accounts it)"
+        )
     intensity = ctx.source.series(ctx.region, t0_s, max(t1_s, t0_s + 1.0))
     warnings.extend(ctx.source.pop_warnings())
     if not intensity.covers(t0_s, t1_s) and len(intensity) > 1:
@@ -124,12 +210,13 @@ def account_run(
     device_g = dict(account.per_device)
     # Phase energy is measured at the phase boundaries; it is booked at the phase's mean intensity.
     phase_g: dict[str, float] = {}
+    span_g: dict[str, list[float]] = {}
     for path, spans in phases.items():
         if spans:
             arr = np.asarray(spans, dtype=np.float64)
-            phase_g[path] = float(
-                interval_co2e_g(arr[:, 0], arr[:, 1], arr[:, 2] * pue, intensity).sum()
-            )
+            each = interval_co2e_g(arr[:, 0], arr[:, 1], arr[:, 2] * pue, intensity)
+            span_g[path] = [float(g) for g in each]
+            phase_g[path] = float(each.sum())
     window = intensity.slice(t0_s, max(t1_s, t0_s + 1.0))
     return RunCarbon(
         region=ctx.region,
@@ -144,6 +231,7 @@ def account_run(
         },
         device_co2e_g=device_g,
         phase_co2e_g=phase_g,
+        phase_span_co2e_g=span_g,
         warnings=warnings,
     )
 
@@ -187,11 +275,12 @@ def _account_constant(
             booked_j += max(e_i - prev_j, 0.0)
             prev_j = e_i
         device_g[device] = booked_j * g_per_j
-    phase_g = {
-        path: sum(energy_j for _, _, energy_j in spans) * g_per_j
+    span_g = {
+        path: [energy_j * g_per_j for _, _, energy_j in spans]
         for path, spans in phases.items()
         if spans
     }
+    phase_g = {path: sum(each) for path, each in span_g.items()}
     warnings = list(ctx.warnings)
     return RunCarbon(
         region=ctx.region,
@@ -206,6 +295,7 @@ def _account_constant(
         },
         device_co2e_g=device_g,
         phase_co2e_g=phase_g,
+        phase_span_co2e_g=span_g,
         warnings=warnings,
     )
 

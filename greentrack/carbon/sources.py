@@ -106,7 +106,9 @@ class IntensitySource(ABC):
     def forecast(self, zone: str, horizon_s: float) -> IntensitySeries:
         """Forecast from now to ``now + horizon_s``. Sources without forecasts raise."""
         raise ProviderError(
-            f"{self.name} has no forecasts; use --source electricitymaps, watttime or uk"
+            f"{self.name} has no forecasts: plan on history with --csv FILE (and --at inside "
+            "it), or on a live forecast: --source uk (GB, no key), --source electricitymaps "
+            "(ELECTRICITYMAPS_TOKEN) or --source watttime (WATTTIME_USERNAME/WATTTIME_PASSWORD)"
         )
 
     def pop_warnings(self) -> list[str]:

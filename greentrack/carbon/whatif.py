@@ -210,6 +210,7 @@ def whatif_run(
     source: str | None = None,
     csv: Sequence[str | Path] | None = None,
     config: Config | None = None,
+    csv_options: Mapping[str, Any] | None = None,
 ) -> WhatIf:
     """Load run ``run_id`` (id or unique prefix) from the store and call :func:`whatif`.
 
@@ -232,7 +233,7 @@ def whatif_run(
         samples = queries.run_samples(conn, rid)
     finally:
         conn.close()
-    src = get_source(source, config, csv=list(csv) if csv else None)
+    src = get_source(source, config, csv=list(csv) if csv else None, **dict(csv_options or {}))
     phases = []
     for ph in run.get("phases") or []:
         p0 = _as_epoch(ph.get("started_at"))

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from greentrack.errors import GreentrackError
+from greentrack.errors import GreentrackError, cli_hints
 
 __all__ = ["db_option", "echo_json", "format_option", "main", "translate_errors"]
 
@@ -33,12 +32,22 @@ def translate_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with cli_hints():  # fix-it hints name the command's options, not Python keywords
+                return fn(*args, **kwargs)
         except GreentrackError as e:
             from greentrack.security import mask_url
 
             message = str(e).splitlines()[0] if str(e) else repr(e)
             raise click.ClickException(mask_url(message)) from None
+        except Exception as e:
+            import sqlite3
+
+            if type(e) is not sqlite3.DatabaseError:  # a damaged SQLite file, not our bug
+                raise
+            raise click.ClickException(
+                f"the SQLite store is damaged ({e}): check it with `greentrack db current`; "
+                "restore a backup, or salvage it with `sqlite3 FILE .recover | sqlite3 NEW.db`"
+            ) from None
 
     return wrapper
 
@@ -73,7 +82,9 @@ def format_option(*choices: str, default: str | None = None) -> Callable[..., An
 
 def echo_json(obj: Any) -> None:
     """Print ``obj`` as indented JSON (datetimes and other objects as strings)."""
-    click.echo(json.dumps(obj, indent=2, default=str, ensure_ascii=False))
+    from greentrack.jsonout import dumps
+
+    click.echo(dumps(obj, indent=2, ensure_ascii=False))
 
 
 def err(message: str) -> None:

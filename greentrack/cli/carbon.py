@@ -6,70 +6,25 @@ Thin: parse, call one library function (:func:`greentrack.carbon.lookup.lookup_i
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from greentrack.cli.app import db_option, echo_json, err, format_option, main, translate_errors
-
-_CSV_HELP = (
-    "CSV file(s) with hourly-or-finer intensity (Electricity Maps export, EIA-930, or any layout "
-    "with --time-column/--value-column). Repeat for several files (e.g. one per year)."
-)
-
-
-def _csv_options(
-    tz: str, signal: str, time_column: str | None, value_column: str | None, max_gap: int
-) -> dict[str, Any]:
-    opts: dict[str, Any] = {"tz": tz, "signal": signal, "max_gap_steps": max_gap}
-    if time_column:
-        opts["time_column"] = time_column
-    if value_column:
-        opts["value_column"] = value_column
-    return opts
+from greentrack.cli.options import IntensityInput, intensity_options
+from greentrack.units import format_co2e
 
 
 @main.command("intensity")
 @click.argument("zone", required=False)
 @click.option("--at", "at", metavar="TIME", help="Instant, ISO 8601 (naive = UTC). Default: now.")
-@click.option("--csv", "csv_files", multiple=True, type=click.Path(dir_okay=False), help=_CSV_HELP)
-@click.option(
-    "--source",
-    metavar="NAME",
-    help="static | csv | electricitymaps | watttime | uk (default: csv with --csv, else the "
-    "configured provider).",
-)
 @click.option("--forecast", metavar="DURATION", help="Print the forecast for e.g. 24h, 90m, 2d.")
-@click.option(
-    "--signal",
-    type=click.Choice(["direct", "lca"]),
-    default="direct",
-    show_default=True,
-    help="Electricity Maps CSV column: direct (combustion) or lca (life cycle).",
-)
-@click.option("--tz", default="UTC", show_default=True, help="Time zone of naive CSV timestamps.")
-@click.option("--time-column", metavar="NAME", help="CSV timestamp column (other layouts).")
-@click.option("--value-column", metavar="NAME", help="CSV intensity column, g/kWh.")
-@click.option(
-    "--max-gap",
-    type=click.IntRange(min=0),
-    default=3,
-    show_default=True,
-    help="Longest run of missing CSV steps to fill by linear interpolation.",
-)
+@intensity_options()
 @format_option("table", "json")
 @translate_errors
 def intensity(
     zone: str | None,
     at: str | None,
-    csv_files: tuple[str, ...],
-    source: str | None,
     forecast: str | None,
-    signal: str,
-    tz: str,
-    time_column: str | None,
-    value_column: str | None,
-    max_gap: int,
+    intensity: IntensityInput,
     fmt: str,
 ) -> None:
     """Show the grid carbon intensity of a zone (g CO2e/kWh), now, at a time, or forecast.
@@ -90,10 +45,10 @@ def intensity(
     result = lookup_intensity(
         zone,
         at_s=parse_time(at) if at else None,
-        source=source,
-        csv=list(csv_files) or None,
+        source=intensity.source,
+        csv=intensity.csv_files,
         forecast_s=parse_duration(forecast, "--forecast", positive=True) if forecast else None,
-        **(_csv_options(tz, signal, time_column, value_column, max_gap) if csv_files else {}),
+        **intensity.csv_options(),
     )
     for w in result.warnings:
         err(f"Warning: {w}")
@@ -121,8 +76,7 @@ def intensity(
 @click.argument("run")
 @click.option("--region", metavar="ZONE", help="Zone to re-account the run in (default: its own).")
 @click.option("--start", metavar="TIME", help="New start, ISO 8601 (naive = UTC).")
-@click.option("--csv", "csv_files", multiple=True, type=click.Path(dir_okay=False), help=_CSV_HELP)
-@click.option("--source", metavar="NAME", help="Intensity source (default: csv with --csv).")
+@intensity_options()
 @db_option
 @format_option("table", "json")
 @translate_errors
@@ -130,8 +84,7 @@ def whatif_cmd(
     run: str,
     region: str | None,
     start: str | None,
-    csv_files: tuple[str, ...],
-    source: str | None,
+    intensity: IntensityInput,
     db_url: str | None,
     fmt: str,
 ) -> None:
@@ -153,8 +106,9 @@ def whatif_cmd(
         run,
         region=region,
         start_s=parse_time(start) if start else None,
-        source=source,
-        csv=list(csv_files) or None,
+        source=intensity.source,
+        csv=intensity.csv_files,
+        csv_options=intensity.csv_options(),
     )
     for w in result.warnings:
         err(f"Warning: {w}")
@@ -164,8 +118,8 @@ def whatif_cmd(
         return
     original = data["original_co2e_g"]
     click.echo(f"run {data['run']} in {data['region']} starting {data['start']}")
-    click.echo(f"  what-if:  {data['co2e_g']:.2f} g CO2e")
+    click.echo(f"  what-if:  {format_co2e(data['co2e_g'])} CO2e")
     if original is not None:
-        click.echo(f"  original: {original:.2f} g CO2e")
+        click.echo(f"  original: {format_co2e(original)} CO2e")
     src = data["source"]
     click.echo(f"source: {src['name']} {src['zone']} {src['kind']} {src['period']}".rstrip())

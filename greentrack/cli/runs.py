@@ -10,7 +10,9 @@ from typing import Any
 import click
 
 from greentrack.cli.app import db_option, echo_json, format_option, main, translate_errors
-from greentrack.units import format_energy
+from greentrack.cli.options import intensity_options
+from greentrack.config import INTERVAL_RANGE_S
+from greentrack.units import format_co2e, format_energy, format_sig
 
 
 def _db(db_url: str | None) -> str:
@@ -66,7 +68,13 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     show_default=True,
 )
 @click.option("--asc", is_flag=True, help="Ascending order (default: descending).")
-@click.option("--limit", type=int, default=50, show_default=True, help="At most this many runs.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="At most this many runs (1 or more).",
+)
 @format_option("table", "csv", "json")
 @db_option
 @translate_errors
@@ -92,6 +100,8 @@ def runs_cmd(project, status, tags, since, sort, asc, limit, fmt, db_url) -> Non
             limit=limit,
         )
         objs = queries.run_objects(conn, rows)
+        filters = _filters_text(project, status, tags, since)
+        store_empty = not objs and not queries.list_runs(conn, limit=1)
     finally:
         conn.close()
     if fmt == "json":
@@ -119,7 +129,7 @@ def runs_cmd(project, status, tags, since, sort, asc, limit, fmt, db_url) -> Non
             f"{o['duration_s']:.1f} s" if o["duration_s"] is not None else "-",
             format_energy(o["energy_j"]),
             _methods(o),
-            f"{o['co2e_g']:.2f} g" if o["co2e_g"] is not None else "-",
+            format_co2e(o["co2e_g"]),
             o["region"] or "-",
         ]
         for o in objs
@@ -132,7 +142,23 @@ def runs_cmd(project, status, tags, since, sort, asc, limit, fmt, db_url) -> Non
             w.writerow([_methods(o) if c == "methods" else o[c] for c in CSV_COLUMNS])
         click.echo(buf.getvalue(), nl=False)
         return
-    click.echo(_table(headers, table) if table else "no runs yet: try `greentrack run -- CMD`")
+    if table:
+        click.echo(_table(headers, table))
+    elif store_empty or not filters:
+        click.echo("no runs yet: try `greentrack run -- CMD`")
+    else:
+        click.echo(f"no runs match {filters} (the store has runs: `greentrack runs` lists them)")
+
+
+def _filters_text(
+    project: str | None, status: str | None, tags: tuple[str, ...], since: str | None
+) -> str:
+    """The filters of ``runs`` as the user typed them: ``--project x --since 0s``."""
+    parts = [f"--project {project}"] if project else []
+    parts += [f"--status {status}"] if status else []
+    parts += [f"--tag {t}" for t in tags]
+    parts += [f"--since {since}"] if since else []
+    return " ".join(parts)
 
 
 @main.command("show")
@@ -168,8 +194,12 @@ def render_run(o: dict[str, Any]) -> str:
         + (f"  ({o['error']})" if o.get("error") else ""),
         f"  started {o['started_at']}  ended {o['ended_at'] or '-'}  "
         f"duration {o['duration_s'] or 0:.1f} s  host {o.get('host') or '-'}",
-        f"  energy {format_energy(o['energy_j'])} ({o['energy_kwh']:.6f} kWh, device)"
-        + (f"; x PUE {o['pue']:g} = {o['facility_energy_kwh']:.6f} kWh" if o["pue"] != 1 else ""),
+        f"  energy {format_energy(o['energy_j'])} ({format_sig(o['energy_kwh'])} kWh, device)"
+        + (
+            f"; x PUE {o['pue']:g} = {format_sig(o['facility_energy_kwh'])} kWh"
+            if o["pue"] != 1
+            else ""
+        ),
         "  components:",
     ]
     for c in o["components"]:
@@ -177,6 +207,18 @@ def render_run(o: dict[str, Any]) -> str:
         out.append(
             f"    {c['device']:<22} {format_energy(c['energy_j']):>12}  [{c['method']}]{where}"
         )
+        if c.get("note"):  # every assumption behind this figure (components.note)
+            out.append(f"      note: {c['note']}")
+        elif c.get("method") == "estimated":
+            out.append("      note: none stored (recorded before schema 0003)")
+    if o.get("world_size", 1) > 1 and o.get("processes"):
+        out.append(f"  ranks ({len(o['processes'])} of {o['world_size']} joined):")
+        for p in o["processes"]:
+            note = f"  {p['note']}" if p.get("note") else ""
+            out.append(
+                f"    rank {p['rank']}@{p['host'] or '?':<16} "
+                f"{format_energy(p['energy_j']):>12}{note}"
+            )
     if len(o.get("nodes") or ()) > 1:
         out.append("  per node:")
         for n in o["nodes"]:
@@ -185,26 +227,43 @@ def render_run(o: dict[str, Any]) -> str:
     if o.get("co2e_g") is not None:
         src = o.get("intensity_source") or {}
         out.append(
-            f"  CO2e {o['co2e_g']:.3f} g  (region {o['region']}; {src.get('name')} "
+            f"  CO2e {format_co2e(o['co2e_g'])}  (region {o['region']}; {src.get('name')} "
             f"{src.get('zone')} {src.get('kind')} {src.get('period')}"
             + (f"; {src['detail']}" if src.get("detail") else "")
             + ")"
         )
         if o.get("co2e_g_annual_average") is not None:
-            out.append(f"  CO2e at the static annual average: {o['co2e_g_annual_average']:.3f} g")
+            out.append(
+                "  CO2e at the static annual average: " + format_co2e(o["co2e_g_annual_average"])
+            )
     fc = o.get("forecast")
     if fc and fc.get("predicted_energy_j") is not None:
         out.append(
             f"  progress {fc['fraction']:.0%}: predicted final energy "
             f"{format_energy(fc['predicted_energy_j'])}"
-            + (f", {fc['predicted_co2e_g']:.2f} g CO2e" if fc.get("predicted_co2e_g") else "")
+            + (
+                f", {format_co2e(fc['predicted_co2e_g'])} CO2e"
+                if fc.get("predicted_co2e_g")
+                else ""
+            )
         )
     if o["phase_totals"]:
         out.append("  phases:")
+        other: dict[str, dict[str, int]] = {}  # windows whose energy has another method
+        for ph in o.get("phases") or []:
+            if ph.get("method"):
+                per = other.setdefault(ph["path"], {})
+                per[ph["method"]] = per.get(ph["method"], 0) + 1
         for p in o["phase_totals"]:
+            how = "".join(
+                f"  ({n} window{'s' if n > 1 else ''} from {m} power)"
+                if m == "sampled"
+                else f"  ({n} window{'s' if n > 1 else ''}: {m})"
+                for m, n in sorted(other.get(p["name"], {}).items())
+            )
             out.append(
-                f"    {p['name']:<22} x{p['count']:<5} {p['duration_s']:10.2f} s "
-                f"{format_energy(p['energy_j']):>12}"
+                f"    {p['name']:<22} x{p['count']:<5} {format_sig(p['duration_s']):>10} s "
+                f"{format_energy(p['energy_j']):>12}{how}"
             )
     if o["metrics"]:
         out.append("  metrics: " + ", ".join(f"{k}={v:g}" for k, v in o["metrics"].items()))
@@ -212,9 +271,76 @@ def render_run(o: dict[str, Any]) -> str:
         out.append("  params: " + ", ".join(f"{k}={v}" for k, v in o["params"].items()))
     if o["tags"]:
         out.append("  tags: " + ", ".join(f"{k}={v}" for k, v in o["tags"].items()))
+    if isinstance(o.get("plan"), dict):
+        out += render_plan(o["plan"])
     for e in o.get("events", []):
+        if e["source"] == "rank" and o.get("world_size", 1) > 1:
+            continue  # a rank joining: listed under "ranks" above
         out.append(f"  {e['level']}: [{e['source']}] {e['message']}")
     return "\n".join(out)
+
+
+_STRATEGIES = {
+    "run_now": "Run now",
+    "flexible_start": "Flexible Start",
+    "pause_resume": "Pause & Resume",
+}
+
+
+def render_plan(plan: dict[str, Any]) -> list[str]:
+    """The lines of ``show`` for a run's stored schedule plan: the decision, its segments, the
+    expected emissions and their source, every re-plan, and the pauses applied to the job."""
+    strategy = str(plan.get("strategy") or "plan")
+    head = f"  plan: {_STRATEGIES.get(strategy, strategy)}"
+    if plan.get("start"):
+        head += f", start {plan['start']}"
+    if plan.get("end"):
+        head += f", end {plan['end']}"
+    if plan.get("deadline"):
+        head += f" (deadline {plan['deadline']})"
+    out = [head]
+    segments = [g for g in plan.get("segments") or [] if isinstance(g, dict)]
+    if len(segments) > 1:
+        for i, g in enumerate(segments, 1):
+            out.append(f"    segment {i}: {g.get('start')} .. {g.get('end')}")
+    if plan.get("expected_co2e_g") is not None:
+        line = f"    expected {format_co2e(plan['expected_co2e_g'])} CO2e"
+        if plan.get("run_now_co2e_g") is not None:
+            line += f", {format_co2e(plan['run_now_co2e_g'])} if run now"
+        if plan.get("saving_pct") is not None:
+            line += f" (saving {format_sig(plan['saving_pct'])} %)"
+        src = plan.get("source") or {}
+        label = " ".join(str(src[k]) for k in ("name", "zone", "kind", "period") if src.get(k))
+        out.append(line + (f"; intensity {label}" if label else ""))
+    if plan.get("pauses"):
+        mode = f", pause mode {plan['pause_mode']}" if plan.get("pause_mode") else ""
+        out.append(f"    pauses planned: {plan['pauses']}{mode}")
+    replans = [r for r in plan.get("replans") or [] if isinstance(r, dict)]
+    for r in replans:
+        why = r.get("reason") or r.get("note") or "re-planned"
+        where = " during a pause" if r.get("during") == "pause" else " before the start"
+        line = f"    re-plan at {r.get('at')}{where}: {why}"
+        if r.get("new_start"):
+            line += f" (start {r.get('start')} -> {r['new_start']})"
+        if r.get("done_s") is not None:
+            line += f" (after {format_sig(r['done_s'])} s of work)"
+        new_segments = [g for g in r.get("segments") or [] if isinstance(g, dict)]
+        if new_segments:
+            line += "; new segments " + ", ".join(
+                f"{g.get('start')} .. {g.get('end')}" for g in new_segments
+            )
+        out.append(line)
+    if not replans and "replans" in plan:
+        out.append("    re-plans: none")
+    applied = [a for a in plan.get("applied") or [] if isinstance(a, dict)]
+    if applied:
+        events = ", ".join(f"{a.get('event')} at {a.get('at')}" for a in applied)
+        out.append(f"    applied: {events}")
+    elif plan.get("pauses"):
+        out.append("    applied: no pause recorded")
+    for w in plan.get("warnings") or []:
+        out.append(f"    plan note: {w}")
+    return out
 
 
 @main.command("detect")
@@ -252,22 +378,35 @@ def detect_cmd(fmt) -> None:
 @click.option("--region", help="Grid zone for CO2e (ES, US-CAL-CISO, gcp:europe-west1).")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A parameter.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="A tag.")
-@click.option("--interval", "interval_s", type=float, help="Sampling interval in seconds.")
+@click.option(
+    "--interval",
+    "interval_s",
+    type=click.FloatRange(*INTERVAL_RANGE_S),
+    metavar="SECONDS",
+    help="Sampling interval in seconds, 0.01 to 3600 (default 1, or GREENTRACK_INTERVAL_S).",
+)
 @click.option(
     "--cpu-share",
     type=click.Choice(["machine", "process"]),
     help="What the CPU/RAM estimates count: the machine's load, or this command's processes "
     "(default: machine, or GREENTRACK_CPU_SHARE).",
 )
+@intensity_options(csv_help="Account the run on intensity from CSV file(s) covering its time.")
 @db_option
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @translate_errors
-def run_cmd(project, name, region, params, tags, interval_s, cpu_share, db_url, command) -> None:
+def run_cmd(
+    project, name, region, params, tags, interval_s, cpu_share, intensity, db_url, command
+) -> None:
     """Track any command; exits with the command's exit code.
+
+    Bad input (an unknown --region, a CSV for another zone or not covering now) exits 1 before
+    the command starts. At the end, one line on stderr: run id, energy, method, CO2e.
 
     \b
     Example:
       greentrack run --project cifar -- python train.py --epochs 3
+      greentrack run --region ES -- python train.py
     """
     from greentrack.runner import run_command
     from greentrack.store.queries import parse_tags
@@ -282,6 +421,9 @@ def run_cmd(project, name, region, params, tags, interval_s, cpu_share, db_url, 
         db_url=db_url,
         interval_s=interval_s,
         cpu_share=cpu_share,
+        source=intensity.source,
+        csv=intensity.csv_files,
+        csv_options=intensity.csv_options(),
     )
     sys.exit(code)
 
@@ -304,6 +446,10 @@ def sync_cmd(db_url) -> None:
         f"wrote {result.written} spooled checkpoint(s) from {result.files} file(s); "
         f"{len(result.crashed)} run(s) marked crashed"
     )
+    for line in result.kept:  # files holding lines that were not written: never deleted
+        click.echo(f"error: {line}", err=True)
+    if result.kept:
+        sys.exit(1)
 
 
 @main.group("db")
@@ -345,5 +491,10 @@ def db_current_cmd(db_url) -> None:
     from greentrack.store.ops import db_current
 
     state = db_current(_db(db_url))
+    if state.damage:  # never "up to date": the file itself is broken
+        raise click.ClickException(
+            f"{state.url}: the SQLite file is damaged ({state.damage}); restore a backup, or "
+            "salvage it with `sqlite3 FILE .recover | sqlite3 NEW.db`"
+        )
     verdict = "up to date" if state.at_head else "run `greentrack db upgrade`"
     click.echo(f"{state.url}: schema at {state.revision or 'none'} (head {state.head}): {verdict}")

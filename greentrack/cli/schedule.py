@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from greentrack.cli.app import db_option, echo_json, format_option, main, translate_errors
+from greentrack.cli.options import IntensityInput, intensity_options
 
 __all__ = ["schedule_cmd", "study_cmd"]
 
@@ -66,6 +67,23 @@ def _split_list(values: tuple[str, ...]) -> list[str]:
     return [v.strip() for raw in values for v in raw.split(",") if v.strip()]
 
 
+def _plan_csv(
+    files: list[str], region: str | None, source: str | None, csv_options: dict[str, Any]
+) -> Any:
+    """The CSV series a plan is made on, read with the command's layout options (the rows of
+    ``region`` when the files hold several zones)."""
+    from greentrack.carbon.csvsource import load_csv
+    from greentrack.errors import ScheduleError
+
+    if source and source.strip().lower() != "csv":
+        raise ScheduleError(f"--csv was given with --source {source}; drop one of them")
+    if region:
+        from greentrack.carbon.regions import canonical_zone
+
+        csv_options = {**csv_options, "zone": canonical_zone(region)}
+    return load_csv(files, **csv_options)
+
+
 @main.group(
     "schedule",
     cls=_ScheduleGroup,
@@ -73,16 +91,12 @@ def _split_list(values: tuple[str, ...]) -> list[str]:
     subcommand_metavar="| study [OPTIONS]",
 )
 @click.option("--region", help="Grid zone (ES, GB, US-CAL-CISO); default: GREENTRACK_REGION.")
-@click.option("--source", help="Intensity source: electricitymaps, watttime, uk, csv, static.")
-@click.option(
-    "--csv",
-    "csv_files",
-    multiple=True,
-    metavar="FILE",
-    help="Plan against intensity from CSV file(s) (repeatable; e.g. one per year).",
+@intensity_options(
+    csv_help="Plan against intensity from CSV file(s) (repeatable; e.g. one per year); a "
+    "command run on the plan is accounted on the same data.",
+    tz_help="IANA time zone of naive times: --at, --deadline and CSV timestamps [UTC].",
 )
 @click.option("--at", "at", metavar="TIME", help="Submission time, ISO 8601 (default: now).")
-@click.option("--tz", metavar="ZONE", help="IANA time zone for times without an offset.")
 @click.option("--duration", metavar="DUR", help="The job's run time: 6h, 90m, 1h30m.")
 @click.option("--within", metavar="DUR", help="Slack: the job may start up to DUR late.")
 @click.option("--deadline", metavar="TIME", help="Absolute finish time (instead of --within).")
@@ -117,10 +131,8 @@ def _split_list(values: tuple[str, ...]) -> list[str]:
 @translate_errors
 def schedule_cmd(
     region: str | None,
-    source: str | None,
-    csv_files: tuple[str, ...],
+    intensity: IntensityInput,
     at: str | None,
-    tz: str | None,
     duration: str | None,
     within: str | None,
     deadline: str | None,
@@ -144,17 +156,16 @@ def schedule_cmd(
 
     Prints the best start (and pauses with --pause-resume), the expected gCO2e, the gCO2e of
     starting now and the saving, for a 1 kW job unless --power-w or --profile-run is given. With
-    `-- CMD`, waits until the start (countdown on stderr; Ctrl-C cancels) and runs CMD tracked
-    with the plan stored on the run.
+    `-- CMD`, waits until the start (countdown on stderr; Ctrl-C or SIGTERM cancels) and runs CMD
+    tracked with the plan stored on the run, accounted on the plan's intensity source.
 
     \b
     Example:
-      greentrack schedule --region ES --duration 6h --within 24h
-      greentrack schedule --region ES --duration 6h --within 24h --pause-resume --min-run 1h
-      greentrack schedule --region GB --duration 2h --within 12h -- python train.py
       greentrack schedule --csv ES_2022_hourly.csv --at 2022-03-01T08:00Z --duration 6h --within 24h
+      greentrack schedule --region GB --source uk --duration 2h --within 12h -- python train.py
       greentrack schedule study --csv ES_2022_hourly.csv --duration 1h,6h,24h --within 24h
     """
+    source, csv_files, tz = intensity.source, intensity.csv, intensity.tz
     options: dict[str, Any] = {
         "duration": duration,
         "within": within,
@@ -172,6 +183,8 @@ def schedule_cmd(
         "tz": tz,
         "db_url": db_url,
     }
+    if csv_files:  # loaded here with the layout options; plan() takes the series
+        options["series"] = _plan_csv(list(csv_files), region, source, intensity.csv_options())
     if command:
         from greentrack.schedule_exec import schedule_command
         from greentrack.store.queries import parse_tags
@@ -186,6 +199,7 @@ def schedule_cmd(
             db_url=db_url,
             pause_mode=pause_mode,
             replan_threshold_pct=replan_threshold,
+            csv_options=intensity.csv_options(),
         )
         sys.exit(code)
     from greentrack.schedule import format_plan, plan
@@ -198,13 +212,10 @@ def schedule_cmd(
 
 
 @schedule_cmd.command("study")
-@click.option(
-    "--csv",
-    "csv_files",
-    multiple=True,
-    required=True,
-    metavar="FILE",
-    help="Intensity CSV file(s); files of one zone are joined, each zone is a study.",
+@intensity_options(
+    csv_required=True,
+    source=False,
+    csv_help="Intensity CSV file(s); files of one zone are joined, each zone is a study.",
 )
 @click.option(
     "--duration",
@@ -228,7 +239,7 @@ def schedule_cmd(
 @format_option("table", "markdown", "json")
 @translate_errors
 def study_cmd(
-    csv_files: tuple[str, ...],
+    intensity: IntensityInput,
     durations: tuple[str, ...],
     withins: tuple[str, ...],
     min_run: str | None,
@@ -250,11 +261,12 @@ def study_cmd(
     from greentrack.schedule import format_study, save_study_plot, study_files
 
     results = study_files(
-        list(csv_files),
+        list(intensity.csv),
         _split_list(durations),
         _split_list(withins),
         min_run=min_run,
         max_pauses=max_pauses,
+        csv_options=intensity.csv_options(),
     )
     if fmt == "json":
         echo_json([row for r in results for row in r.to_list()])

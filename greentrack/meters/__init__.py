@@ -7,8 +7,8 @@ NvmlMeter          ``gpu:<nvml index>``        NVML energy counter / power      
                                                                                   sampled
 RaplMeter          ``cpu:package-N``,          Linux powercap RAPL ``energy_uj``  counter
                    ``dram:package-N``
-CpuEstimateMeter   ``cpu:estimate``            TDP × machine-wide load (or this   estimated
-                                               process tree's CPU share)
+CpuEstimateMeter   ``cpu:estimate``            scaled TDP × load curve (or this   estimated
+                                               process tree's share of it)
 RamEstimateMeter   ``ram:estimate``            0.375 W per GiB installed (or      estimated
                                                used by this process tree)
 ReplayMeter        any                         a scripted / recorded power trace  (label)
@@ -27,9 +27,10 @@ from __future__ import annotations
 from greentrack.config import Config
 from greentrack.errors import MeterError, MeterPermissionError
 from greentrack.meters.base import DeviceReading, Meter, MeterStatus, NullMeter
-from greentrack.meters.estimate import CpuEstimateMeter, RamEstimateMeter, host_tdp
+from greentrack.meters.estimate import CpuEstimateMeter, RamEstimateMeter, host_cpu_power_model
 from greentrack.meters.nvml import NvmlMeter
 from greentrack.meters.nvml import driver_present as nvml_driver_present
+from greentrack.meters.nvml import init_failure_is_expected as nvml_init_failure_is_expected
 from greentrack.meters.proctree import ProcessTree
 from greentrack.meters.rapl import RaplMeter, powercap_dir
 from greentrack.meters.replay import PowerTrace, ReplayMeter
@@ -73,7 +74,9 @@ def open_meters(
 
     Returns:
         Meters in the order RAPL, CPU estimate, RAM estimate, NVML; only those in use. Never
-        raises for missing or unreadable hardware; problems are in each meter's warnings.
+        raises for missing or unreadable hardware; problems are in each meter's warnings. NVML
+        failing to initialise where an NVIDIA driver is present (library/driver mismatch, ...)
+        gives a device-less ``nvml`` meter whose warning is the error and its fix.
     """
     meters: list[Meter] = []
     if cpu or ram:
@@ -102,8 +105,13 @@ def open_meters(
     if gpu and nvml_driver_present():
         try:
             nvml = NvmlMeter()
-        except MeterError:
-            nvml = None  # no driver / library: no GPU meter (detect() says why)
+        except MeterError as e:
+            nvml = None
+            if not nvml_init_failure_is_expected(e):  # a driver, yet NVML fails: say so
+                failed = NullMeter()
+                failed.name = "nvml"
+                failed.warn(f"GPU energy not measured: {e}")
+                meters.append(failed)
         if nvml is not None:
             warnings = nvml.pop_warnings()
             for w in warnings:
@@ -126,10 +134,16 @@ def _detect_nvml() -> MeterStatus:
     try:
         meter = NvmlMeter()
     except MeterError as e:
-        return MeterStatus("nvml", False, f"GPU energy not measured: {e}")
+        if nvml_init_failure_is_expected(e):
+            return MeterStatus("nvml", False, f"GPU energy not measured: {e}")
+        return MeterStatus(
+            "nvml",
+            False,
+            f"NVIDIA driver present but NVML does not work, GPU energy not measured: {e}",
+        )
     try:
         methods = meter.methods
-        notes = meter.pop_warnings()
+        notes = meter.pop_warnings() + list(meter.notes().values())
         if not methods:
             why = "; ".join(notes) or "no NVIDIA GPU visible (CUDA_VISIBLE_DEVICES?)"
             return MeterStatus("nvml", False, f"NVML works but no GPU is measured: {why}")
@@ -150,10 +164,18 @@ def _detect_rapl(config: Config, component: str, name: str) -> MeterStatus:
         return MeterStatus(name, False, str(e))
     what = "CPU package" if component == "cpu" else "DRAM"
     zones = ", ".join(f"{d.device} ({d.zone})" for d in meter.domains)
+    meter.start(0.0)  # one read of each counter: which zones may mirror another
+    twins = [f"{z} may mirror {first}" for z, first in meter.mirror_candidates().items()]
+    note = (
+        f"; {', '.join(twins)} (equal now: counted once if they move together over a run's "
+        "first reads)"
+        if twins
+        else ""
+    )
     return MeterStatus(
         name,
         True,
-        f"{what} energy counters readable under {root}: {zones}",
+        f"{what} energy counters readable under {root}: {zones}{note}",
         meter.devices,
         "counter",
     )
@@ -169,8 +191,7 @@ def detect(config: Config) -> list[MeterStatus]:
     """
     rapl = _detect_rapl(config, "cpu", "rapl")
     dram = _detect_rapl(config, "dram", "rapl-dram")
-    tdp = host_tdp()
-    matched = f"matched {tdp.matched!r} in {tdp.source}" if tdp.matched else tdp.source
+    cpu_model = host_cpu_power_model()
     cpu_use = "not used: RAPL measures the CPU" if rapl.available else "in use: no usable RAPL"
     ram_est = RamEstimateMeter()
     ram_use = "not used: RAPL measures DRAM" if dram.available else "in use: no RAPL DRAM domain"
@@ -178,7 +199,10 @@ def detect(config: Config) -> list[MeterStatus]:
         load = "this process tree's share of all CPUs' time (cpu_share=process)"
         ram_what = "GiB used by this process tree (cpu_share=process)"
     else:
-        load = "machine-wide load (cpu_share=process: this job's share)"
+        load = (
+            "machine-wide load (cpu_share=machine, the default; "
+            "cpu_share=process would count only this job's processes)"
+        )
         ram_what = f"{ram_est.total_gib:.1f} GiB = {ram_est.power_w:.1f} W"
     return [
         _detect_nvml(),
@@ -187,7 +211,8 @@ def detect(config: Config) -> list[MeterStatus]:
         MeterStatus(
             "cpu-estimate",
             True,
-            f"{cpu_use}; {tdp.model!r}: TDP {tdp.tdp_w:g} W ({matched}) × {load}",
+            f"{cpu_use}; {cpu_model.model!r}: {cpu_model.basis}; load curve with idle power "
+            f"(Boavizta/Teads) × {load}",
             [CpuEstimateMeter.device],
             "estimated",
         ),

@@ -94,6 +94,29 @@ class Meter(abc.ABC):
         """Device id -> model name (for run metadata), e.g. ``{"gpu:0": "NVIDIA H100"}``."""
         return {}
 
+    def notes(self) -> dict[str, str]:
+        """Device id -> a one-line statement of every assumption behind that device's figure.
+
+        Stored per component (``components.note``) and printed by reports and the price tag,
+        e.g. ``{"gpu:0": "MIG slice of GPU 0: whole-GPU energy"}``. Devices without an
+        assumption worth stating are absent. The default is ``{}``.
+        """
+        return {}
+
+    def window_energy(
+        self, device: str, t0_mono: float, t1_mono: float, e0_j: float, e1_j: float
+    ) -> tuple[float, str] | None:
+        """This meter's preferred energy for ``device`` over a short window, or None.
+
+        Called by phase boundaries with the window ``[t0_mono, t1_mono]`` (``time.monotonic()``
+        seconds) and the cumulative energies ``e0_j``, ``e1_j`` (joules) read at its ends. A
+        meter whose counter cannot resolve the window (it refreshes less often than the window
+        lasts) returns ``(energy_j, method)``, e.g. ``(15.2, "sampled")`` from power sampled at
+        the boundaries; the phase then records that method. None (the default) means the
+        difference ``e1_j - e0_j`` stands. Must be cheap and must not raise.
+        """
+        return None
+
     def warn(self, message: str) -> None:
         """Record a warning to be attached to the run (drained by the sampler)."""
         self._warnings.append(message)

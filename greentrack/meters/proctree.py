@@ -1,7 +1,8 @@
 """CPU time and memory of one process tree — this process and everything it starts — from /proc.
 
 Used by the estimating meters when ``cpu_share="process"``: on a shared machine, the CPU estimate
-is then ``TDP × (this job's CPU time / all CPUs' time)`` instead of ``TDP × machine-wide load``.
+is then this job's share of the machine's modelled power (its CPU time / the machine's busy CPU
+time; :mod:`greentrack.meters.estimate` states the rule), not the whole machine's.
 
 How the CPU time is counted (Linux; ``/proc/<pid>/stat``, clock ticks):
 
@@ -35,7 +36,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ProcessTree"]
+__all__ = ["PROCFS_ENV", "ProcessTree", "procfs_root"]
+
+PROCFS_ENV = "GREENTRACK_PROCFS"
+"""Environment variable naming the procfs root the estimates read (default ``/proc``)."""
+
+
+def procfs_root() -> Path:
+    """Where the estimates read procfs: ``$GREENTRACK_PROCFS``, default ``/proc``.
+
+    Read at each call (no cache), as ``GREENTRACK_SYSFS`` is for RAPL: ``cpuinfo``, ``stat``,
+    ``meminfo`` and the process tree's ``<pid>/stat`` and ``<pid>/statm`` all come from there.
+    """
+    return Path(os.environ.get(PROCFS_ENV) or "/proc")
 
 
 @dataclass
@@ -51,7 +64,8 @@ class ProcessTree:
 
     Args:
         pid: the root (default: this process).
-        proc: where procfs is mounted (tests point it elsewhere).
+        proc: where procfs is mounted (default :func:`procfs_root`: ``GREENTRACK_PROCFS``,
+            else ``/proc``; tests point it elsewhere).
         rescan_s: longest time between two scans for new descendants. Units: s.
         clock: monotonic time source (for ``rescan_s``).
     """
@@ -60,12 +74,12 @@ class ProcessTree:
         self,
         pid: int | None = None,
         *,
-        proc: str | Path = "/proc",
+        proc: str | Path | None = None,
         rescan_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.root = os.getpid() if pid is None else int(pid)
-        self.proc = Path(proc)
+        self.proc = Path(proc) if proc is not None else procfs_root()
         self.rescan_s = float(rescan_s)
         self.clock = clock
         self._hz = float(os.sysconf("SC_CLK_TCK"))

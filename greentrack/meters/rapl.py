@@ -20,6 +20,23 @@ Rules:
   registers DRAM only as a package sub-zone, so a top-level ``dram`` zone is not looked for.
 - Duplicates are dropped by name: the first zone called ``package-0`` wins, the ``intel-rapl``
   (MSR) control type being looked at before others such as ``intel-rapl-mmio``.
+- Mirrored zones are merged by their counters, not their names. On AMD Zen 1/2 the kernel
+  exposes ``package-0-die-0`` and ``package-0-die-1`` that read *the same* package counter
+  (adding both doubles the package: CodeCarbon issue #1274). Two zones of the same component
+  and wrap range are *candidates* when their counters are within :data:`MIRROR_TOL_UJ`
+  (0.5 J) of each other at :meth:`RaplMeter.start`. The later one is then withheld (read, not
+  reported) until the counters decide: they are one counter if, at every read until the earlier
+  one has moved :data:`MIRROR_DECIDE_UJ` (10 J) over at least :data:`MIRROR_READS` (3) reads,
+  the later value lies between the earlier counter read just before it and read again just
+  after it (± 0.5 J: robust to this thread being preempted between the two files); the later
+  zone is then dropped, and the run gets a warning and a note naming both zones. The first
+  read where they are further apart shows two counters, and the later zone is reported from
+  then on with all its energy since start (nothing lost). 0.5 J covers reading the two files
+  on either side of one counter update (~1 ms of a 400 W package); mirrors never drift
+  further, while separate counters drift apart at the difference of their powers. So two
+  sockets whose values happen to be equal at one instant diverge and are never merged;
+  separate counters are merged only if they start within 0.5 J of each other (chance ~4e-6 on
+  a 262 kJ counter) *and* draw the same power to within ~5 % for the first 10 J.
 - Energy is the sum of counter deltas, a negative delta meaning one wrap (``+
   max_energy_range_uj``). That is exact when less than ``max_energy_range_uj`` of energy passes
   between two reads (the counter wraps at most once and does not overtake its previous value):
@@ -51,6 +68,13 @@ __all__ = ["RaplDomain", "RaplMeter", "discover_domains", "permission_fix", "pow
 
 _ZONE = re.compile(r"^(?P<ctl>[A-Za-z][\w-]*):(?P<idx>\d+)$")
 _PRIMARY_CONTROL = "intel-rapl"
+
+MIRROR_TOL_UJ = 500_000
+"""Two counters this close are one (mirrored) counter; further apart, two. Units: µJ (0.5 J)."""
+MIRROR_READS = 3
+"""Reads in which the first counter moved that must agree before two zones are merged."""
+MIRROR_DECIDE_UJ = 10_000_000
+"""...and the first counter must have moved this much since start. Units: µJ (10 J)."""
 
 
 def _read_uj(path: str) -> int:
@@ -197,6 +221,16 @@ class _State:
     power_w: float | None = None
     last_t: float = 0.0
     failed: bool = False
+    last_move_uj: int = 0  # delta of the last read, for the mirror decision
+    mirror_of: int | None = None  # candidate: index of the earlier zone it may mirror
+    agreed: int = 0  # reads so far in which it agreed with mirror_of
+    merged: bool = False  # confirmed mirror: not reported, not read
+
+
+def _circular_diff_uj(a_uj: int, b_uj: int, range_uj: int) -> int:
+    """|a − b| on a counter wrapping at ``range_uj`` (plain |a − b| when the range is unknown)."""
+    d = abs(a_uj - b_uj)
+    return min(d, range_uj - d) if range_uj > 0 else d
 
 
 class RaplMeter(Meter):
@@ -215,6 +249,7 @@ class RaplMeter(Meter):
         self._lock = threading.Lock()
         self._started = False
         self._t_start = 0.0
+        self._notes: dict[str, str] = {}
 
     @classmethod
     def open(
@@ -254,13 +289,37 @@ class RaplMeter(Meter):
 
     @property
     def domains(self) -> list[RaplDomain]:
-        """The zones measured."""
-        return [s.domain for s in self._states]
+        """The zones measured (a zone merged into its mirror is no longer listed)."""
+        return [s.domain for s in self._states if not s.merged]
 
     @property
     def devices(self) -> list[str]:
         """Device ids, e.g. ``["cpu:package-0", "dram:package-0"]``."""
-        return [s.domain.device for s in self._states]
+        return [s.domain.device for s in self._states if not s.merged]
+
+    @property
+    def merged(self) -> dict[str, str]:
+        """Zone dropped as a mirror -> the zone kept for it, e.g.
+        ``{"intel-rapl:1": "intel-rapl:0"}``."""
+        return {
+            s.domain.zone: self._states[s.mirror_of].domain.zone
+            for s in self._states
+            if s.merged and s.mirror_of is not None
+        }
+
+    def mirror_candidates(self) -> dict[str, str]:
+        """Zone still being checked as a possible mirror -> the zone it may mirror, e.g.
+        ``{"intel-rapl:1": "intel-rapl:0"}``. Empty once every candidate is decided."""
+        return {
+            s.domain.zone: self._states[s.mirror_of].domain.zone
+            for s in self._states
+            if s.mirror_of is not None and not s.merged
+        }
+
+    def notes(self) -> dict[str, str]:
+        """Device id -> note, for devices that stand for a merged mirror zone."""
+        with self._lock:
+            return dict(self._notes)
 
     def describe(self) -> dict[str, str]:
         """Device id -> what it is: the CPU model for packages, ``DRAM (<zone>)`` for DRAM."""
@@ -284,13 +343,76 @@ class RaplMeter(Meter):
         """Baseline every counter at monotonic time ``t_mono`` (s)."""
         with self._lock:
             self._started, self._t_start = True, t_mono
+            self._notes = {}
             for s in self._states:
                 s.total_uj, s.power_base_uj, s.power_w = 0, 0, None
-                s.last_t, s.failed = t_mono, False
+                s.last_t, s.failed, s.last_move_uj = t_mono, False, 0
+                s.mirror_of, s.agreed, s.merged = None, 0, False
                 try:
                     s.last_uj = _read_uj(s.domain.energy_path)
                 except (OSError, ValueError) as e:
                     self._fail(s, t_mono, e)
+            self._find_mirror_candidates()
+
+    def _find_mirror_candidates(self) -> None:
+        """Mark each zone whose counter is within 0.5 J of an earlier zone's (same component)."""
+        for j, s in enumerate(self._states):
+            if s.failed:
+                continue
+            for i, first in enumerate(self._states[:j]):
+                same_kind = first.domain.component == s.domain.component
+                same_range = first.domain.max_energy_range_uj == s.domain.max_energy_range_uj
+                if first.failed or first.mirror_of is not None or not same_kind or not same_range:
+                    continue
+                gap = _circular_diff_uj(s.last_uj, first.last_uj, s.domain.max_energy_range_uj)
+                if gap <= MIRROR_TOL_UJ:
+                    s.mirror_of = i
+                    break
+
+    def _bracketed(self, first: _State, s: _State) -> bool:
+        """Whether ``s``'s latest value is one counter with ``first``'s: it must lie between
+        ``first``'s value read just before it and ``first`` read again now (± 0.5 J). A
+        mirror always does, however long this thread was preempted between the reads;
+        a separate counter does only while the two are within that span of each other."""
+        range_uj = s.domain.max_energy_range_uj
+        try:
+            again_uj = _read_uj(first.domain.energy_path)
+        except (OSError, ValueError):
+            again_uj = first.last_uj
+        span_uj, ahead_uj = again_uj - first.last_uj, s.last_uj - first.last_uj
+        if range_uj > 0:  # forward distances on a wrapping counter
+            span_uj, ahead_uj = span_uj % range_uj, ahead_uj % range_uj
+        if 0 <= ahead_uj <= max(span_uj, 0) + MIRROR_TOL_UJ:
+            return True
+        return _circular_diff_uj(s.last_uj, first.last_uj, range_uj) <= MIRROR_TOL_UJ
+
+    def _decide_mirrors(self) -> None:
+        """One step of the mirror decision for every candidate (see the module docstring)."""
+        for s in self._states:
+            if s.mirror_of is None or s.merged:
+                continue
+            first = self._states[s.mirror_of]
+            if s.failed or first.failed:
+                s.mirror_of = None  # undecidable: report it as its own counter
+                continue
+            if not self._bracketed(first, s):
+                s.mirror_of = None  # two counters: reported from now on
+                continue
+            if first.last_move_uj > 0:
+                s.agreed += 1
+            if s.agreed >= MIRROR_READS and first.total_uj >= MIRROR_DECIDE_UJ:
+                s.merged = True
+                a, b = first.domain, s.domain
+                self._notes[a.device] = (
+                    f"{a.zone} ({a.device.split(':', 1)[1]}) and {b.zone} "
+                    f"({b.device.split(':', 1)[1]}) read the same counter: counted once"
+                )
+                self.warn(
+                    f"RAPL zones {a.zone} ({a.device}) and {b.zone} ({b.device}) read the same "
+                    f"counter (within {MIRROR_TOL_UJ / 1e6:g} J of each other over their first "
+                    f"{first.total_uj / 1e6:.0f} J, e.g. the dies of one AMD package): counted "
+                    f"once, as {a.device}"
+                )
 
     def read(self, t_mono: float) -> Sequence[DeviceReading]:
         """Cumulative energy (J) per domain since :meth:`start`, at monotonic ``t_mono`` (s).
@@ -301,7 +423,7 @@ class RaplMeter(Meter):
             if not self._started:
                 raise RuntimeError("RaplMeter.read() called before start()")
             for s in self._states:
-                if s.failed:
+                if s.failed or s.merged:
                     continue
                 try:
                     uj = _read_uj(s.domain.energy_path)
@@ -312,14 +434,17 @@ class RaplMeter(Meter):
                 if delta_uj < 0:  # wrapped (at most once: see the module docstring)
                     delta_uj += s.domain.max_energy_range_uj
                 s.last_uj = uj
+                s.last_move_uj = max(delta_uj, 0)
                 s.total_uj += max(delta_uj, 0)
                 dt_s = t_mono - s.last_t
                 if dt_s > 0:
                     s.power_w = (s.total_uj - s.power_base_uj) / 1e6 / dt_s
                     s.last_t, s.power_base_uj = t_mono, s.total_uj
+            self._decide_mirrors()
             return [
                 DeviceReading(
                     s.domain.component, s.domain.device, s.total_uj / 1e6, s.power_w, "counter"
                 )
                 for s in self._states
+                if not s.merged and s.mirror_of is None
             ]

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from greentrack.report.pricetag import COMPONENT_NAMES, NA
+from greentrack.report.pricetag import COMPONENT_NAMES, NA, basis_phrase
 
 __all__ = [
     "CSV_COLUMNS",
@@ -62,12 +60,26 @@ def _columns(report: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [("All runs", report["totals"])]
 
 
+def cpu_text(model: str, agg: Mapping[str, Any]) -> str:
+    """``AMD EPYC 7742 (2 packages, 128 logical CPUs)``: a CPU model with what the runs saw.
+
+    The logical CPU count is the host's (``os.cpu_count()`` recorded at run start); several
+    counts of one model (different machines) are listed.
+    """
+    extra = []
+    n = agg.get("cpu_packages") or 0
+    if n > 1:
+        extra.append(f"{n} packages")
+    counts = (agg.get("cpu_counts") or {}).get(model) or []
+    if counts:
+        extra.append("/".join(str(c) for c in counts) + " logical CPUs")
+    return model + (f" ({', '.join(extra)})" if extra else "")
+
+
 def hardware_text(agg: Mapping[str, Any], sep: str = "; ") -> str:
-    """``2 × NVIDIA A100; AMD EPYC 7742`` (GPU models with counts, then CPU models)."""
+    """``2 × NVIDIA A100; AMD EPYC 7742 (128 logical CPUs)`` (GPUs with counts, then CPUs)."""
     parts = [f"{g['count']} × {g['model']}" for g in agg["gpus"]]
-    for m in agg["cpu_models"]:
-        n = agg["cpu_packages"]
-        parts.append(f"{m}" + (f" ({n} packages)" if n > 1 else ""))
+    parts += [cpu_text(m, agg) for m in agg["cpu_models"]]
     return sep.join(parts) or NA
 
 
@@ -80,15 +92,8 @@ def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[Row]]:
         rows.append(Row("Runs", [a["runs"] for a in aggs], "runs in the report", kind="int"))
     gpus = [", ".join(f"{g['count']} × {g['model']}" for g in a["gpus"]) or "none" for a in aggs]
     rows.append(Row("GPUs", gpus, "names from the GPU meters; most used by one run", kind="text"))
-    cpus = [
-        "; ".join(
-            m + (f" ({a['cpu_packages']} packages)" if a["cpu_packages"] > 1 else "")
-            for m in a["cpu_models"]
-        )
-        or NA
-        for a in aggs
-    ]
-    rows.append(Row("CPU", cpus, "model name recorded at run start", kind="text"))
+    cpus = ["; ".join(cpu_text(m, a) for m in a["cpu_models"]) or NA for a in aggs]
+    rows.append(Row("CPU", cpus, "model and logical CPU count recorded at run start", kind="text"))
     rows.append(
         Row(
             "Wall time",
@@ -119,11 +124,18 @@ def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[Row]]:
             vals.append(c["energy_kwh"] if c else None)
             if c:
                 methods += [m for m in c["methods"] if m not in methods]
+        noted = any(
+            a["kind"] == "component" and a.get("component") == comp
+            for r in report["runs"]
+            for a in r["pricetag"]["assumptions"]
+        )
         rows.append(
             Row(
                 f"Energy, {COMPONENT_NAMES.get(comp, comp)}",
                 vals,
-                "method: " + ", ".join(sorted(methods)),
+                "method: "
+                + ", ".join(sorted(methods))
+                + ("; assumptions listed below" if noted else ""),
                 unit="kWh",
             )
         )
@@ -250,19 +262,10 @@ def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[Row]]:
 
 
 def fmt_num(x: float | None, sig: int = 3) -> str:
-    """A number with ``sig`` significant digits; e-notation for very large or small values."""
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return NA
-    x = float(x)
-    if x == 0:
-        return "0"
-    ax = abs(x)
-    if ax >= 1e7 or ax < 1e-3:
-        return f"{x:.{sig - 1}e}"
-    if ax >= 10 ** (sig - 1):
-        return f"{x:,.0f}"
-    decimals = max(0, sig - 1 - math.floor(math.log10(ax)))
-    return f"{x:.{decimals}f}"
+    """A number with ``sig`` significant digits (:func:`greentrack.units.format_sig`)."""
+    from greentrack.units import format_sig
+
+    return format_sig(x, sig, na=NA)
 
 
 def fmt_int(x: float | None) -> str:
@@ -335,10 +338,10 @@ def summary_sentence(report: Mapping[str, Any]) -> str:
         else ("This run" if len(report["runs"]) == 1 else f"These {t['runs']} runs")
     )
     text = (
-        f"{what} took {fmt_duration(scope['duration_s'])} of wall time on "
-        f"{hardware_text(scope, ' with ')} ({fmt_num(scope['device_hours'])} device-hours) "
+        f"{what} took {fmt_duration(scope['duration_s'])} of wall time "
+        f"({fmt_num(scope['device_hours'])} device-hours) on {hardware_text(scope, ' with ')} "
         f"and used "
-        f"{fmt_num(scope['facility_energy_kwh'])} kWh"
+        f"{fmt_num(scope['facility_energy_kwh'])} kWh ({basis_phrase(scope['energy_basis'])})"
     )
     if scope["co2e_g"] is not None:
         text += f", emitting {fmt_num(scope['co2e_g'])} g CO₂e (time-weighted)"
@@ -409,6 +412,27 @@ def groups_table(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]],
     return headers, rows, "lrlrrr" + "r" * len(metric_keys)
 
 
+def assumption_lines(report: Mapping[str, Any]) -> list[str]:
+    """The report's assumptions as plain lines; with several runs, each says which runs
+    (``runs 3f2a1b2c, 9b1c0d3e`` or ``all runs``)."""
+    n_runs = len(report["runs"])
+    out = []
+    for a in report.get("assumptions") or []:
+        text = a["text"]
+        if n_runs > 1:
+            ids = a["run_ids"]
+            which = (
+                "all runs"
+                if len(ids) == n_runs
+                else ("run " if len(ids) == 1 else "runs ")
+                + ", ".join(i[:8] for i in ids[:6])
+                + (f" and {len(ids) - 6} more" if len(ids) > 6 else "")
+            )
+            text += f" ({which})"
+        out.append(text)
+    return out
+
+
 def render_markdown(report: Mapping[str, Any]) -> str:
     """The price tag as GitHub-flavoured Markdown."""
     cols, rows = table_rows(report)
@@ -426,6 +450,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     if report["groups"]:
         headers, body, align = groups_table(report)
         out += ["", "## Mean ± std over seeds", "", _md_table(headers, body, align)]
+    if report.get("assumptions"):
+        out += ["", "## Assumptions", ""]
+        out += [f"- {_md_escape(text)}" for text in assumption_lines(report)]
     out += ["", "## Method notes", ""]
     out += [f"{i}. {n}" for i, n in enumerate(report["method_notes"], 1)]
     return "\n".join(out) + "\n"
@@ -438,7 +465,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
 
 def render_json(report: Mapping[str, Any]) -> str:
     """The report as JSON (schema ``greentrack.report/1``, see the README)."""
-    return json.dumps(report, indent=2, default=str, ensure_ascii=False) + "\n"
+    from greentrack.jsonout import dumps
+
+    return dumps(report, indent=2, ensure_ascii=False) + "\n"
 
 
 CSV_COLUMNS = [
@@ -469,6 +498,8 @@ CSV_COLUMNS = [
     "flops",
     "params_total",
     "cost",
+    "energy_basis",
+    "assumptions",
 ]
 
 
@@ -523,6 +554,8 @@ def render_csv(report: Mapping[str, Any]) -> str:
                 opt(t["flops"]),
                 opt(t["params_total"]),
                 opt(t.get("cost")),
+                t["energy_basis"]["basis"],
+                " | ".join(a["text"] for a in t["assumptions"]),
                 *(opt(t["metrics"].get(k)) for k in metric_keys),
             ]
         )
@@ -556,6 +589,8 @@ def render_csv(report: Mapping[str, Any]) -> str:
                 opt(a["flops"]),
                 opt(a["params_total"]),
                 opt(a["cost"]),
+                a["energy_basis"]["basis"],
+                "",
                 *(opt((a["metrics"].get(k) or {}).get("mean")) for k in metric_keys),
             ]
         )

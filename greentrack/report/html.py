@@ -14,6 +14,7 @@ from html import escape
 from typing import Any
 
 from greentrack.report.formats import (
+    assumption_lines,
     cell_text,
     groups_table,
     runs_table,
@@ -21,7 +22,7 @@ from greentrack.report.formats import (
     table_rows,
 )
 
-__all__ = ["css", "html_page", "html_pricetag", "pick_metric", "render_html"]
+__all__ = ["css", "html_assumptions", "html_page", "html_pricetag", "pick_metric", "render_html"]
 
 MAX_RUN_FIGURES = 4
 """Runs whose power / energy / intensity figures an HTML report draws (final runs first)."""
@@ -98,6 +99,15 @@ def html_pricetag(report: Mapping[str, Any]) -> str:
         )
     out.append("</tbody></table>")
     return "".join(out)
+
+
+def html_assumptions(report: Mapping[str, Any]) -> str:
+    """The report's assumptions (every one behind a figure) as a titled list; "" when none."""
+    lines = assumption_lines(report)
+    if not lines:
+        return ""
+    items = "".join(f"<li>{escape(line)}</li>" for line in lines)
+    return f'<h2>Assumptions</h2><ul class="assumptions">{items}</ul>'
 
 
 def pick_metric(runs: Sequence[Mapping[str, Any]], metric: str | None = None) -> str | None:
@@ -205,6 +215,7 @@ def render_html(
         f"<h1>Price tag: {escape(report['title'])}</h1>",
         f'<p class="summary">{escape(summary_sentence(report))}</p>',
         html_pricetag(report),
+        html_assumptions(report),
     ]
     runs = report["runs"]
     if plots:

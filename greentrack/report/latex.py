@@ -12,8 +12,15 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from greentrack.report.formats import cell_text, fmt_duration, fmt_num, hardware_text, table_rows
-from greentrack.report.pricetag import COMPONENT_NAMES, METHOD_TEXT, NA
+from greentrack.report.formats import (
+    assumption_lines,
+    cell_text,
+    fmt_duration,
+    fmt_num,
+    hardware_text,
+    table_rows,
+)
+from greentrack.report.pricetag import COMPONENT_NAMES, METHOD_TEXT, NA, names_text
 
 __all__ = ["BIB_KEYS", "bibtex", "render_latex", "tex_escape"]
 
@@ -39,6 +46,15 @@ _TEX_SPECIAL = {
     "₂": r"$_2$",
     "−": r"$-$",
     "≥": r"$\geq$",
+    "≤": r"$\leq$",
+    "≈": r"$\approx$",
+    "·": r"$\cdot$",
+    "²": r"$^2$",
+    "³": r"$^3$",
+    "µ": r"$\mu$",
+    "→": r"$\rightarrow$",
+    "–": "--",
+    "—": "---",
 }
 
 
@@ -75,11 +91,15 @@ _SHORT_LABELS = {
 }
 
 
-def render_latex(report: Mapping[str, Any], *, standalone: bool = False) -> str:
+def render_latex(
+    report: Mapping[str, Any], *, standalone: bool = False, bib_name: str = "greentrack"
+) -> str:
     """A booktabs table, a one-paragraph statement with citations, and (standalone) a document.
 
     The citations use the keys in :data:`BIB_KEYS`; :func:`bibtex` gives the entries (written
-    beside the ``.tex`` file by ``greentrack report --format latex -o FILE``).
+    beside the ``.tex`` file as ``<stem>.bib`` by ``greentrack report --format latex -o
+    FILE``). ``bib_name`` is the BibTeX file a standalone document's ``\\bibliography`` names
+    (the stem of that ``.bib``).
     """
     cols, rows = table_rows(report)
     lines = []
@@ -137,10 +157,18 @@ def render_latex(report: Mapping[str, Any], *, standalone: bool = False) -> str:
             )
         )
     )
+    notes = assumption_lines(report)
+    if notes:
+        lines.append(r"\par\smallskip Assumptions: " + tex_escape("; ".join(notes)) + ".")
     lines += [r"\end{table}", "", _tex_statement(report), ""]
     lines += ["% Method notes:"] + [f"% - {n}" for n in report["method_notes"]]
     if standalone:
-        lines += ["", r"\bibliographystyle{plain}", r"\bibliography{greentrack}", r"\end{document}"]
+        lines += [
+            "",
+            r"\bibliographystyle{plain}",
+            r"\bibliography{" + bib_name + "}",
+            r"\end{document}",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -159,10 +187,9 @@ def _tex_statement(report: Mapping[str, Any]) -> str:
     )
     parts = [
         "Following the recommendation to report the computational cost of results "
-        r"\cite{schwartz2020green,henderson2020towards}, we measured the energy of our "
-        "experiments with greentrack.",
-        f" Training {who} took {fmt_duration(scope['duration_s'])} of wall time on "
-        f"{hardware_text(scope, ' with ')} ({fmt_num(scope['device_hours'])} device-hours) "
+        r"\cite{schwartz2020green,henderson2020towards}, " + _tex_basis(t["energy_basis"]),
+        f" Training {who} took {fmt_duration(scope['duration_s'])} of wall time "
+        f"({fmt_num(scope['device_hours'])} device-hours) on {hardware_text(scope, ' with ')} "
         f"and consumed "
         f"{fmt_num(scope['energy_kwh'])} kWh of device energy ({comps}), "
         f"{fmt_num(scope['facility_energy_kwh'])} kWh at the facility "
@@ -204,6 +231,28 @@ def _tex_statement(report: Mapping[str, Any]) -> str:
         )
     text = "".join(tex_escape(p) if "\\cite" not in p else _tex_keep_cite(p) for p in parts)
     return re.sub(r"(-?\d(?:\.\d+)?)e([+-])(\d+)", _tex_power, text)
+
+
+def _tex_basis(basis: Mapping[str, Any]) -> str:
+    """The statement's opening verb: measured only when every component was measured."""
+    if basis["basis"] == "measured":
+        return (
+            "we measured the energy of our experiments with greentrack (device energy counters "
+            "and sampled power)."
+        )
+    if basis["basis"] == "estimated":
+        return (
+            "we estimated the energy of our experiments with greentrack's power models, as no "
+            "energy meter was available; the estimates rest on the assumptions listed with the "
+            "table."
+        )
+    if basis["basis"] == "mixed":
+        return (
+            f"we measured the {names_text(basis['measured'])} energy of our experiments with "
+            f"greentrack and estimated the {names_text(basis['estimated'])} energy with its power "
+            "models (assumptions listed with the table)."
+        )
+    return "we tracked our experiments with greentrack, which measured no device energy."
 
 
 def _tex_power(m: re.Match[str]) -> str:

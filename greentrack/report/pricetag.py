@@ -14,12 +14,19 @@ Rules (all documented in the report's own method notes):
   of the total energy and CO₂e. Without a final run no share is computed, and the report says so.
 * **Seeds**: runs with the same project, name and parameters apart from ``seed`` (configurable)
   form a group; groups of two or more runs get mean ± sample standard deviation (n − 1).
-* **Device-hours**: wall time × the number of GPUs measured (across processes); for runs without
-  a GPU, × the number of CPU packages measured.
+* **Device-hours**: wall time × the number of GPUs tracked (across processes); for runs without
+  a GPU, × the number of CPU packages tracked (measured or estimated).
 * Every run counts, whatever its status: a failed or crashed run used energy up to its last
   checkpoint.
 * Nothing is invented: a figure the store does not hold (no intensity data, no FLOPs logged) is
   shown as "n/a", never estimated here.
+* **Measured or estimated**: the statement says "measured" only when every component's method
+  is a measurement (counter, sampled power); "estimated" when none is; mixed, which part is which
+  (:func:`energy_basis`, :func:`basis_phrase`).
+* **Assumptions**: every assumption behind a figure is listed once (:func:`assumptions`): each
+  device's stored note (``components.note``; an estimate without one says so), phases whose
+  energy came from another method (``phases.method``), ranks whose devices another rank
+  measured, and the warnings recorded on the run.
 """
 
 from __future__ import annotations
@@ -54,6 +61,16 @@ METHOD_TEXT = {
     "sampled": "sampled power integrated over time",
     "estimated": "a power model (no meter)",
 }
+MEASURED_METHODS = frozenset({"counter", "sampled"})
+"""Methods that measure the device (anything else, ``estimated`` included, is an estimate)."""
+NO_NOTE = (
+    "estimated by a power model; the store holds no note of its assumptions (recorded before "
+    "schema 0003)"
+)
+PHASE_METHOD_TEXT = {
+    "sampled": "sampled power, not the counter (the window is shorter than the counter's "
+    "update period)",
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -76,15 +93,139 @@ def _float(value: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def energy_basis(energy_by_component: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Whether the energy was measured, estimated or both: ``{basis, measured, estimated}``.
+
+    ``basis`` is ``measured`` when every component's methods are in :data:`MEASURED_METHODS`
+    (counter, sampled power), ``estimated`` when none is, ``mixed`` otherwise, ``none`` without
+    components; ``measured`` / ``estimated`` list the component kinds (``gpu``, ``cpu``, ...):
+    a component estimated anywhere (one run, one device) is listed as estimated.
+    """
+    measured, estimated = [], []
+    for c in energy_by_component:
+        if all(m in MEASURED_METHODS for m in c["methods"]):
+            measured.append(c["component"])
+        else:
+            estimated.append(c["component"])
+    if not measured and not estimated:
+        basis = "none"
+    elif not estimated:
+        basis = "measured"
+    elif not measured:
+        basis = "estimated"
+    else:
+        basis = "mixed"
+    return {"basis": basis, "measured": measured, "estimated": estimated}
+
+
+def names_text(components: Sequence[str]) -> str:
+    names = [COMPONENT_NAMES.get(c, c) for c in components]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def basis_phrase(basis: Mapping[str, Any]) -> str:
+    """``measured`` | ``estimated (no energy meter)`` | ``GPU measured, CPU and RAM estimated``."""
+    if basis["basis"] == "measured":
+        return "measured"
+    if basis["basis"] == "estimated":
+        return "estimated with power models (no energy meter)"
+    if basis["basis"] == "mixed":
+        return (
+            f"{names_text(basis['measured'])} measured, {names_text(basis['estimated'])} estimated"
+        )
+    return "nothing measured"
+
+
+def assumptions(run: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every assumption behind the figures of one run object, one line each.
+
+    Items are ``{kind, text, ...}``: ``component`` (a device's note from ``components.note``;
+    an estimated device without a note says the store holds none), ``phase`` (windows whose
+    energy came from another method, ``phases.method``), ``rank`` (a distributed rank and who
+    measured its devices) and ``warning`` (every warning recorded on the run, once).
+    """
+    out: list[dict[str, Any]] = []
+    multi = (run.get("world_size") or 1) > 1
+    for c in run.get("components") or []:
+        note = c.get("note")
+        if not note and c.get("method") not in MEASURED_METHODS:
+            note = NO_NOTE
+        if note:
+            where = f", rank {c.get('rank', 0)}" if multi else ""
+            out.append(
+                {
+                    "kind": "component",
+                    "component": c["component"],
+                    "device": c["device"],
+                    "rank": c.get("rank", 0),
+                    "text": f"{COMPONENT_NAMES.get(c['component'], c['component'])} "
+                    f"({c['device']}{where}): {note}",
+                }
+            )
+    windows: dict[tuple[str, str], int] = {}
+    counts: dict[str, int] = {}
+    for p in run.get("phases") or []:
+        counts[p["path"]] = counts.get(p["path"], 0) + 1
+        method = p.get("method")
+        if method:
+            windows[(p["path"], method)] = windows.get((p["path"], method), 0) + 1
+    for (path, method), n in windows.items():
+        how = "/".join(PHASE_METHOD_TEXT.get(m, m) for m in method.split("/"))
+        out.append(
+            {
+                "kind": "phase",
+                "phase": path,
+                "method": method,
+                "text": f"phase {path}: {n} of {counts[path]} windows from {how}",
+            }
+        )
+    if multi:
+        for p in run.get("processes") or []:
+            if p.get("note"):
+                out.append(
+                    {
+                        "kind": "rank",
+                        "rank": p["rank"],
+                        "host": p.get("host"),
+                        "text": f"rank {p['rank']}@{p.get('host') or '?'}: "
+                        f"{format_j(p.get('energy_j') or 0.0)} itself; {p['note']}",
+                    }
+                )
+    seen = set()
+    for e in run.get("events") or []:
+        if e.get("level") != "warning" or e.get("source") == "rank":
+            continue
+        key = (e.get("source"), e["message"])
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(
+            {
+                "kind": "warning",
+                "source": e.get("source"),
+                "text": f"warning [{e.get('source')}]: {e['message']}",
+            }
+        )
+    return out
+
+
+def format_j(energy_j: float) -> str:
+    """``0 J``, ``12.3 kJ``: joules with an SI prefix (3 significant digits)."""
+    from greentrack.units import format_energy
+
+    return format_energy(energy_j)
+
+
 def price_tag(run: Mapping[str, Any], *, final: bool = False) -> dict[str, Any]:
     """The derived figures of one run object (JSON-ready). Energies in kWh, times in s/h.
 
-    Keys: ``hardware`` ({cpu_model, cpu_packages, gpus: [{model, count}], hosts, world_size}),
-    ``duration_s``, ``device_hours``, ``device_kind`` (gpu|cpu|none), ``energy_by_component``
-    ([{component, devices, energy_kwh, methods}]), ``energy_kwh``, ``pue``,
-    ``facility_energy_kwh``, ``region``, ``intensity`` ({source, zone, kind, period, detail,
-    time_weighted_g_per_kwh, annual_average_g_per_kwh}), ``co2e_g``, ``co2e_g_annual_average``,
-    ``flops``, ``params_total``, ``metrics``, ``final``.
+    Keys: ``hardware`` ({cpu_model, cpu_count, cpu_packages, gpus: [{model, count}], hosts,
+    world_size, ranks}), ``duration_s``, ``device_hours``, ``device_kind`` (gpu|cpu|none),
+    ``energy_by_component`` ([{component, devices, energy_kwh, methods, notes}]),
+    ``energy_basis`` (:func:`energy_basis`), ``assumptions`` (:func:`assumptions`),
+    ``energy_kwh``, ``pue``, ``facility_energy_kwh``, ``region``, ``intensity`` ({source, zone,
+    kind, period, detail, time_weighted_g_per_kwh, annual_average_g_per_kwh}), ``co2e_g``,
+    ``co2e_g_annual_average``, ``flops``, ``params_total``, ``metrics``, ``final``.
     """
     comps = run.get("components") or []
     meta = run.get("meta") or {}
@@ -99,12 +240,14 @@ def price_tag(run: Mapping[str, Any], *, final: bool = False) -> dict[str, Any]:
     for c in comps:
         kind = c["component"]
         entry = by_comp.setdefault(
-            kind, {"component": kind, "devices": 0, "energy_kwh": 0.0, "methods": []}
+            kind, {"component": kind, "devices": 0, "energy_kwh": 0.0, "methods": [], "notes": []}
         )
         entry["devices"] += 1
         entry["energy_kwh"] += float(c["energy_j"] or 0.0) / J_PER_KWH
         if c["method"] not in entry["methods"]:
             entry["methods"].append(c["method"])
+        if c.get("note") and c["note"] not in entry["notes"]:
+            entry["notes"].append(c["note"])
         if kind == "gpu":
             model = models.get((c.get("rank", 0), c["device"])) or "GPU (model unknown)"
             gpus[model] = gpus.get(model, 0) + 1
@@ -153,15 +296,19 @@ def price_tag(run: Mapping[str, Any], *, final: bool = False) -> dict[str, Any]:
         "final": final,
         "hardware": {
             "cpu_model": meta.get("cpu_model"),
+            "cpu_count": meta.get("cpu_count"),
             "cpu_packages": cpu_packages,
             "gpus": [{"model": m, "count": n} for m, n in sorted(gpus.items())],
             "hosts": hosts,
             "world_size": run.get("world_size") or 1,
+            "ranks": len(run.get("processes") or []),
         },
         "duration_s": duration_s,
         "device_kind": device_kind,
         "device_hours": duration_s / 3600.0 * n_dev,
         "energy_by_component": energy_by_component,
+        "energy_basis": energy_basis(energy_by_component),
+        "assumptions": assumptions(run),
         "energy_kwh": energy_kwh,
         "pue": pue,
         "facility_energy_kwh": facility_kwh,
@@ -204,6 +351,8 @@ def aggregate(tags: Sequence[dict[str, Any]], price: float | None) -> dict[str, 
             )
             e["energy_kwh"] += c["energy_kwh"]
             e["methods"] = sorted(set(e["methods"]) | set(c["methods"]))
+            e.setdefault("notes", [])
+            e["notes"] += [n for n in c.get("notes") or [] if n not in e["notes"]]
     order = {"gpu": 0, "cpu": 1, "dram": 2, "ram": 3}
     gpus: dict[str, int] = {}
     for t in tags:
@@ -224,14 +373,21 @@ def aggregate(tags: Sequence[dict[str, Any]], price: float | None) -> dict[str, 
                 metrics.setdefault(k, []).append(float(v))
     params_totals = sorted({t["params_total"] for t in tags if t["params_total"] is not None})
     kinds = sorted({t["device_kind"] for t in tags if t["device_kind"] != "none"})
+    by_component = sorted(
+        comps.values(), key=lambda e: (order.get(e["component"], 9), e["component"])
+    )
+    cpu_counts: dict[str, set[int]] = {}
+    for t in tags:
+        hw = t["hardware"]
+        if hw["cpu_model"] and hw.get("cpu_count"):
+            cpu_counts.setdefault(hw["cpu_model"], set()).add(int(hw["cpu_count"]))
     return {
         "runs": len(tags),
         "duration_s": sum(t["duration_s"] for t in tags),
         "device_hours": sum(t["device_hours"] for t in tags),
         "device_kinds": kinds,
-        "energy_by_component": sorted(
-            comps.values(), key=lambda e: (order.get(e["component"], 9), e["component"])
-        ),
+        "energy_by_component": by_component,
+        "energy_basis": energy_basis(by_component),
         "energy_kwh": sum(t["energy_kwh"] for t in tags),
         "pue": sorted({t["pue"] for t in tags}),
         "facility_energy_kwh": facility,
@@ -254,6 +410,7 @@ def aggregate(tags: Sequence[dict[str, Any]], price: float | None) -> dict[str, 
             {t["hardware"]["cpu_model"] for t in tags if t["hardware"]["cpu_model"]}
         ),
         "cpu_packages": max((t["hardware"]["cpu_packages"] for t in tags), default=0),
+        "cpu_counts": {m: sorted(n) for m, n in sorted(cpu_counts.items())},
         "cost": None if price is None else facility * price,
     }
 
@@ -395,8 +552,24 @@ def build_report(
             "show_flops": bool(flops),
         },
     }
+    report["assumptions"] = report_assumptions(objs)
     report["method_notes"] = method_notes(report)
     return report
+
+
+def report_assumptions(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The runs' :func:`assumptions`, each distinct line once: ``[{kind, text, run_ids}]``
+    (``run_ids`` the full ids of the runs it applies to, in report order)."""
+    by_text: dict[str, dict[str, Any]] = {}
+    for r in runs:
+        for a in r["pricetag"]["assumptions"]:
+            entry = by_text.setdefault(
+                a["text"], {"kind": a["kind"], "text": a["text"], "run_ids": []}
+            )
+            if r["id"] not in entry["run_ids"]:
+                entry["run_ids"].append(r["id"])
+    order = {"component": 0, "phase": 1, "rank": 2, "warning": 3}
+    return sorted(by_text.values(), key=lambda a: order.get(a["kind"], 9))
 
 
 # --------------------------------------------------------------------------------------------
@@ -415,8 +588,12 @@ def method_notes(report: Mapping[str, Any]) -> list[str]:
         f"{COMPONENT_NAMES.get(c['component'], c['component'])}: {', '.join(c['methods'])}"
         for c in totals["energy_by_component"]
     )
+    basis = totals["energy_basis"]
+    verb = {"measured": "measured", "estimated": "estimated"}.get(
+        basis["basis"], "measured or estimated"
+    )
     notes.append(
-        "Energy is the device energy measured by greentrack over each run's wall time (meter "
+        f"Energy is the device energy greentrack {verb} over each run's wall time (meter "
         "baseline to final read), per component"
         + (f" ({per})" if per else "")
         + ". Methods: "
@@ -425,10 +602,22 @@ def method_notes(report: Mapping[str, Any]) -> list[str]:
         if methods
         else "Energy: no component was measured (0 kWh)."
     )
-    if "estimated" in methods:
+    if basis["estimated"]:
         notes.append(
-            "Estimated components are modelled, not measured: CPU = TDP × machine-wide load "
-            "(CodeCarbon's TDP table), RAM = 0.375 W per GiB installed; treat them as rough."
+            f"{names_text(basis['estimated'])} energy is estimated, not measured"
+            + (
+                f" ({names_text(basis['measured'])} energy is measured)"
+                if basis["measured"]
+                else " (no energy meter)"
+            )
+            + ", by a power model whose every assumption (TDP and its source, the share of the "
+            "CPU counted, the load curve) is listed under Assumptions; treat it as rough."
+        )
+    if report.get("assumptions"):
+        notes.append(
+            "Assumptions lists, once each, every assumption behind a figure: the note each "
+            "meter stored with its device, phases whose energy came from another method, ranks "
+            "whose devices another rank measured, and the warnings recorded on the runs."
         )
     pues = totals["pue"]
     notes.append(
@@ -455,7 +644,7 @@ def method_notes(report: Mapping[str, Any]) -> list[str]:
     kinds = totals["device_kinds"]
     if kinds:
         notes.append(
-            "Device-hours = wall time × number of GPUs measured (× CPU packages for runs without "
+            "Device-hours = wall time × number of GPUs tracked (× CPU packages for runs without "
             "a GPU)."
         )
     if totals["flops"] is not None or report["options"]["show_flops"]:
@@ -515,7 +704,11 @@ def render(report: Mapping[str, Any], fmt: str, **options: Any) -> str:
     if fmt == "latex":
         from greentrack.report.latex import render_latex
 
-        return render_latex(report, standalone=bool(options.get("standalone")))
+        return render_latex(
+            report,
+            standalone=bool(options.get("standalone")),
+            bib_name=options.get("bib_name") or "greentrack",
+        )
     if fmt == "json":
         return formats.render_json(report)
     if fmt == "csv":
@@ -560,7 +753,8 @@ def make_report(
 ) -> ReportOutput:
     """Load runs (ids, or a project/tags/since selection, or the latest run) and render a report.
 
-    With ``output``, writes the file (and, for LaTeX, the BibTeX beside it as ``<stem>.bib``).
+    With ``output``, writes the file (and, for LaTeX, the BibTeX beside it as ``<stem>.bib``,
+    which a ``--standalone`` document's ``\\bibliography`` names).
     ``final`` are run id prefixes of the final runs; they are added to the report if the
     selection did not include them.
     """
@@ -591,17 +785,44 @@ def make_report(
         )
     from greentrack.report.data import db_url as resolve_db
 
-    text = render(report, fmt, standalone=standalone, db_url=resolve_db(db_url), plots=plots)
+    bib: Path | None = None
+    if output is not None and fmt == "latex":
+        bib = bib_path(output)
+    text = render(
+        report,
+        fmt,
+        standalone=standalone,
+        db_url=resolve_db(db_url),
+        plots=plots,
+        bib_name=bib.stem if bib is not None else None,
+    )
     files: list[Path] = []
     if output is not None:
         path = Path(output)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         files.append(path)
-        if fmt == "latex":
-            bib = path.with_suffix(".bib") if not standalone else path.with_name("greentrack.bib")
+        if bib is not None:
             from greentrack.report.latex import bibtex
 
             bib.write_text(bibtex(), encoding="utf-8")
             files.append(bib)
     return ReportOutput(text=text, files=files, report=report)
+
+
+def bib_path(output: str | Path) -> Path:
+    """Where the BibTeX of a LaTeX report written to ``output`` goes: ``<stem>.bib`` beside it
+    (``x.tex`` -> ``x.bib``), standalone or not — never a fixed name that could be another
+    document's bibliography.
+
+    Raises:
+        ConfigError: ``output`` is itself a ``.bib`` file (the BibTeX would overwrite it).
+    """
+    path = Path(output)
+    bib = path.with_suffix(".bib")
+    if bib == path:
+        raise ConfigError(
+            f"-o {path}: a LaTeX report writes its BibTeX to {bib.name} beside the .tex file; "
+            f"name the output {path.with_suffix('.tex').name}"
+        )
+    return bib

@@ -18,7 +18,7 @@ view can be bookmarked and shared.
 
 from __future__ import annotations
 
-import json
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +28,9 @@ from typing import Any
 
 from greentrack.report.data import DeviceSeries, envelope, iso_to_s
 from greentrack.report.svgchart import Band, Line, line_chart, time_ticks
+from greentrack.security import is_run_id, safe_filename
+
+log = logging.getLogger("greentrack")
 
 __all__ = ["DEFAULT_LATEST", "SiteResult", "build_site", "run_charts", "run_page"]
 
@@ -106,8 +109,12 @@ def run_charts(
             if env.reduced:
                 lines.append(Line(s.label, x, env.mean, env.low, env.high))
                 note = f"min–max band and mean per {env.bucket_s:.3g} s bucket ({points:,} samples)"
-            else:
-                lines.append(Line(s.label, x, s.power_w, step="pre"))
+            else:  # each point is the mean power since the previous one; the first since t0
+                x, y = (s.t_s - t0) / scale, s.power_w
+                if s.t_s[0] > t0 and np.isfinite(s.energy_j[0]):
+                    first_w = float(s.energy_j[0]) / (float(s.t_s[0]) - t0)
+                    x, y = np.concatenate(([0.0], x)), np.concatenate(([first_w], y))
+                lines.append(Line(s.label, x, y, step="pre"))
         out.append(
             (
                 "Power per device (phases hatched along the top).",
@@ -135,7 +142,10 @@ def run_charts(
                 if s.t_s.size > 400
                 else np.arange(s.t_s.size)
             )
-            lines.append(Line(s.label, (s.t_s[keep] - t0) / scale, s.energy_j[keep] / e_scale))
+            x, y = (s.t_s[keep] - t0) / scale, s.energy_j[keep] / e_scale
+            if s.t_s[0] > t0:  # cumulative energy is 0 at the start by definition
+                x, y = np.concatenate(([0.0], x)), np.concatenate(([0.0], y))
+            lines.append(Line(s.label, x, y))
             total += np.interp(grid, s.t_s, s.energy_j, left=0.0)
         if len(series) > 1:
             lines.insert(0, Line("total", (grid - t0) / scale, total / e_scale))
@@ -201,7 +211,7 @@ def _kv_table(pairs: Sequence[tuple[str, Any]]) -> str:
 def run_page(run: Mapping[str, Any], samples: Sequence[DeviceSeries]) -> str:
     """One run's page (self-contained HTML)."""
     from greentrack.report.formats import fmt_duration, fmt_num, summary_sentence
-    from greentrack.report.html import html_page, html_pricetag
+    from greentrack.report.html import html_assumptions, html_page, html_pricetag
     from greentrack.report.pricetag import build_report
 
     report = build_report([dict(run)])
@@ -217,6 +227,7 @@ def run_page(run: Mapping[str, Any], samples: Sequence[DeviceSeries]) -> str:
         + "</p>",
         f"<p class='summary'>{escape(summary_sentence(report))}</p>",
         html_pricetag(report),
+        html_assumptions(report),
     ]
     charts = run_charts(obj, samples)
     if charts:
@@ -357,7 +368,9 @@ def index_page(
     n_co2e = sum(o.get("co2e_g") is not None for o in runs)
     data = {"columns": list(INDEX_COLUMNS), "rows": [_index_row(o, pages) for o in runs]}
     # "<" as \u003c: nothing in the data can close the script element or open a tag
-    blob = json.dumps(data, separators=(",", ":"), ensure_ascii=False).replace("<", "\\u003c")
+    from greentrack.jsonout import dumps
+
+    blob = dumps(data, separators=(",", ":"), ensure_ascii=False).replace("<", "\\u003c")
     projects = sorted({o["project"] for o in runs})
     statuses = sorted({o["status"] for o in runs})
     options = lambda xs: "".join(f"<option>{escape(x)}</option>" for x in xs)  # noqa: E731
@@ -437,8 +450,15 @@ def build_site(
         add_detail(conn, chosen)
         pages: set[str] = set()
         for o in chosen:
+            if not is_run_id(o["id"]):  # written into a shared store by hand: no file named by it
+                log.warning(
+                    "greentrack: run id %r is not [A-Za-z0-9_-]{1,32}: listed, without a page",
+                    o["id"][:80],
+                )
+                continue
             samples = load_samples(conn, o["id"], buckets=CHART_BUCKETS)
-            (out / "runs" / f"{o['id']}.html").write_text(run_page(o, samples), "utf-8")
+            page = out / "runs" / f"{safe_filename(o['id'])}.html"
+            page.write_text(run_page(o, samples), "utf-8")
             pages.add(o["id"])
     index = out / "index.html"
     index.write_text(

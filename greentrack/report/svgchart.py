@@ -61,20 +61,31 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
 
 
 def time_ticks(lo_s: float, hi_s: float, count: int = 6) -> list[tuple[float, str]]:
-    """Round UTC clock ticks (every 1, 5, 10, 15, 30 min, 1, 2, 3, 6, 12 h or days) for an
-    epoch-seconds axis, labelled ``HH:MM`` (``MM-DD HH:MM`` over two days or more)."""
+    """Round UTC clock ticks (every 1, 2, 5, 10, 15, 30 s, 1, 5, 10, 15, 30 min, 1, 2, 3, 6, 12 h
+    or days) for an epoch-seconds axis, labelled ``HH:MM`` (``HH:MM:SS`` below a minute's step,
+    ``MM-DD HH:MM`` over two days or more). An axis too short for two round ticks gets its two
+    ends labelled, so a chart never has an unlabelled time axis."""
     from datetime import UTC, datetime
 
-    span = max(hi_s - lo_s, 1.0)
-    steps = (60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800)
+    span = max(hi_s - lo_s, 1e-3)
+    steps = (1, 2, 5, 10, 15, 30, 60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200)
+    steps += (86400, 172800, 604800)
     step = next((s for s in steps if span / s <= count), steps[-1])
-    first = math.ceil(lo_s / step) * step
-    fmt = "%H:%M" if span < 2 * 86400 else "%m-%d %H:%M"
+    fmt = "%H:%M:%S" if step < 60 else ("%H:%M" if span < 2 * 86400 else "%m-%d %H:%M")
+
+    def label(t: float) -> str:
+        return datetime.fromtimestamp(t, UTC).strftime(fmt)
+
     out = []
-    t = first
+    t = math.ceil(lo_s / step) * step
     while t <= hi_s:
-        out.append((float(t), datetime.fromtimestamp(t, UTC).strftime(fmt)))
+        out.append((float(t), label(t)))
         t += step
+    if len(out) < 2:
+        if span < 2.0:
+            fmt = "%H:%M:%S.%f"
+            return [(lo_s, label(lo_s)[:-3]), (hi_s, label(hi_s)[:-3])]
+        return [(lo_s, label(lo_s)), (hi_s, label(hi_s))]
     return out
 
 

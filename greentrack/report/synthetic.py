@@ -34,6 +34,7 @@ class DeviceSpec:
     ripple: float = 0.1
     period_s: float = 120.0
     eval_factor: float = 0.5
+    note: str | None = None  # the meter's assumption note (components.note)
 
 
 @dataclass
@@ -266,6 +267,7 @@ def checkpoints(run: SyntheticRun, *, batch: int = 200_000) -> list[Any]:
                         "energy_j": float(e[b1 - 1]),
                         "method": spec.method,
                         "model": spec.model,
+                        "note": spec.note,
                         "host": run.host,
                     }
                     for spec, _p, e in per_device
@@ -318,7 +320,16 @@ def gpu_host(gpus: int = 1, *, gpu_w: float = 250.0, cpu_w: float = 60.0) -> lis
         )
     )
     devs.append(
-        DeviceSpec("ram:estimate", "ram", 24.0, "estimated", "512 GiB", ripple=0.0, eval_factor=1.0)
+        DeviceSpec(
+            "ram:estimate",
+            "ram",
+            24.0,
+            "estimated",
+            "512 GiB",
+            ripple=0.0,
+            eval_factor=1.0,
+            note="synthetic: a constant 24 W standing in for a RAM power model's output",
+        )
     )
     return devs
 

@@ -199,11 +199,40 @@ class Connection:
                 pass
 
     def close(self) -> None:
-        with self._lock:
-            try:
-                self.raw.close()
-            except Exception:
-                pass
+        """Close; when another thread is stuck in a call on this connection (a sick store) for
+        more than a second, shut its socket down instead (:meth:`abort`): exit never waits."""
+        if not self._lock.acquire(timeout=1.0):
+            self.abort()
+            return
+        try:
+            self.raw.close()
+        except Exception:
+            pass
+        finally:
+            self._lock.release()
+
+    def abort(self) -> None:
+        """From any thread, without the lock: shut the PostgreSQL socket down, so that a call
+        blocked on a server that stopped answering (a frozen network path that still
+        acknowledges) fails at once; the caller that was blocked discards the connection."""
+        if self.dialect != "postgresql":
+            return
+        import socket
+
+        try:
+            fd = int(self.raw.pgconn.socket)
+        except Exception:  # closed already
+            return
+        try:
+            s = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            return
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        finally:
+            s.close()
 
     def table_names(self) -> set[str]:
         if self.dialect == "sqlite":
@@ -284,8 +313,39 @@ PG_LIVENESS = {
 }
 
 
-def connect(url: str | StoreURL, *, timeout_s: float = 30.0, create: bool = True) -> Connection:
-    """Open a connection. SQLite gets WAL mode and a busy timeout so processes can share it.
+#: Server-side deadlines greentrack sets on its own PostgreSQL sessions (libpq ``options``, no
+#: extra round trip), so that no statement of ours waits without end: a statement runs at most
+#: 30 s, waits for a lock at most 5 s (a session orphaned by a network cut mid-transaction holds
+#: the run row's lock until the server notices), and a session of ours left idle inside a
+#: transaction (that orphan) is ended by the server after 10 s, releasing its locks. A URL that
+#: sets any of them (``?options=-c%20lock_timeout%3D20s``) keeps its own value.
+PG_DEADLINES = {
+    "statement_timeout": "30s",
+    "lock_timeout": "5s",
+    "idle_in_transaction_session_timeout": "10s",
+}
+PG_CONNECT_TIMEOUT_S = 5
+"""Longest wait for a PostgreSQL connection to open (libpq ``connect_timeout``). Units: s."""
+SQLITE_BUSY_TIMEOUT_S = 30.0
+"""Longest wait of a SQLite statement for another process's write lock. Units: s."""
+
+
+def _pg_options(given: Mapping[str, Any]) -> str:
+    """The libpq ``options`` value: the URL's own, plus each :data:`PG_DEADLINES` setting it
+    does not set itself."""
+    own = str(given.get("options") or "")
+    named = set(re.findall(r"(?:-c\s*|--)([a-z_]+)\s*=", own))
+    extra = [f"-c {k}={v}" for k, v in PG_DEADLINES.items() if k not in named]
+    return " ".join([own, *extra]).strip()
+
+
+def connect(
+    url: str | StoreURL, *, timeout_s: float = SQLITE_BUSY_TIMEOUT_S, create: bool = True
+) -> Connection:
+    """Open a connection. SQLite gets WAL mode and a busy timeout (``timeout_s``) so processes
+    can share it; PostgreSQL gets liveness settings (:data:`PG_LIVENESS`), server-side
+    deadlines (:data:`PG_DEADLINES`) and a connect timeout of at most
+    :data:`PG_CONNECT_TIMEOUT_S`; values the URL sets win.
 
     Raises:
         DatabaseURLError: malformed URL or unusable file location.
@@ -319,9 +379,12 @@ def connect(url: str | StoreURL, *, timeout_s: float = 30.0, create: bool = True
     from psycopg.conninfo import conninfo_to_dict
 
     given = conninfo_to_dict(parsed.conninfo)
-    liveness = {k: v for k, v in PG_LIVENESS.items() if k not in given}  # the URL's own win
+    settings: dict[str, Any] = {k: v for k, v in PG_LIVENESS.items() if k not in given}
+    settings["options"] = _pg_options(given)  # the URL's own win
+    if "connect_timeout" not in given:
+        settings["connect_timeout"] = max(1, min(PG_CONNECT_TIMEOUT_S, int(timeout_s)))
     try:
-        raw = psycopg.connect(parsed.conninfo, connect_timeout=max(1, int(timeout_s)), **liveness)
+        raw = psycopg.connect(parsed.conninfo, **settings)
     except psycopg.OperationalError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise StoreUnavailableError(

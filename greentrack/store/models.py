@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: The Alembic revision the code expects; a test checks it equals the migrations' head.
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -98,6 +98,8 @@ class Component(Base):
     method: Mapped[str] = mapped_column(String(16))
     model: Mapped[str | None] = mapped_column(String(200))
     seq: Mapped[int] = mapped_column(Integer, default=0)
+    #: One line stating every assumption behind this device's figure (TDP source, share, ...).
+    note: Mapped[str | None] = mapped_column(Text)
 
 
 class Phase(Base):
@@ -121,6 +123,9 @@ class Phase(Base):
     #: {device: joules} within the phase.
     components: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     co2e_g: Mapped[float | None] = mapped_column(Float)
+    #: Set when the phase's energy was obtained differently from its devices' method
+    #: (e.g. ``sampled`` for a window shorter than the counter's update period).
+    method: Mapped[str | None] = mapped_column(Text)
 
 
 class Sample(Base):
@@ -144,19 +149,23 @@ class Sample(Base):
 
 
 class Metric(Base):
-    """A logged metric value (``run.log(step=..., name=value)``)."""
+    """A logged metric value (``run.log(step=..., name=value)``).
+
+    ``id`` is :func:`greentrack.store.writer.metric_id` of (run_id, key, step, t_s), computed by
+    the writer: a deterministic conflict key, so a replayed metric without a step (NULL, which
+    never conflicts in a unique constraint) is still written once. ``value`` is NULL for NaN;
+    ±inf are stored as they are.
+    """
 
     __tablename__ = "metrics"
-    __table_args__ = (
-        UniqueConstraint("run_id", "key", "step", "t_s", name="uq_metrics_point"),
-        Index("ix_metrics_run_key", "run_id", "key"),
-    )
+    #: (run_id, key, t_s): the latest value of each metric of a run is an index lookup.
+    __table_args__ = (Index("ix_metrics_run_key", "run_id", "key", "t_s"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(String(200))
     step: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
-    value: Mapped[float] = mapped_column(Float)
+    value: Mapped[float | None] = mapped_column(Float)
     t_s: Mapped[float] = mapped_column(Float)
 
 

@@ -7,6 +7,7 @@ older than three checkpoint intervals (or whose process is gone, on the same hos
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from typing import Any
 from greentrack import hardware
 from greentrack.errors import ConfigError, RunLookupError
 from greentrack.store.dbapi import Connection, decode_json, decode_time
-from greentrack.store.schema import open_store
+from greentrack.store.schema import open_reader as open_store  # readers need no write access
 from greentrack.units import J_PER_KWH
 
 __all__ = [
@@ -148,8 +149,14 @@ def list_runs(
 
 
 def resolve_run_id(conn: Connection, prefix: str) -> str:
-    """The full id of the one run whose id starts with ``prefix`` (or ``latest``)."""
-    prefix = prefix.strip().lower()
+    """The full id of the one run whose id starts with ``prefix`` (or ``latest``), or that is
+    ``prefix`` exactly (an id given with ``GREENTRACK_RUN_ID``: ``[A-Za-z0-9_-]``, 1-64 chars)."""
+    from greentrack.security import is_run_id
+
+    given = prefix.strip()
+    if is_run_id(given) and conn.query("SELECT id FROM runs WHERE id = :id", {"id": given}):
+        return given
+    prefix = given.lower()
     if prefix in ("latest", "last"):
         row = conn.query("SELECT id FROM runs ORDER BY started_at DESC, id LIMIT 1")
         if not row:
@@ -189,15 +196,19 @@ def run_objects(
     """Run rows -> the contract's JSON objects (components, phases, metrics, params, tags)."""
     ids = [r["id"] for r in rows]
     comps = _children(
-        conn, "components", ids, "rank, host, component, device, energy_j, method, model"
+        conn, "components", ids, "rank, host, component, device, energy_j, method, model, note"
     )
     params = _children(conn, "params", ids, "key, value")
     tags = _children(conn, "tags", ids, "key, value")
     metrics = _last_metrics(conn, ids)
     phases = _children(
-        conn, "phases", ids, "name, path, depth, started_at, duration_s, energy_j, co2e_g"
+        conn,
+        "phases",
+        ids,
+        "name, path, depth, started_at, duration_s, energy_j, co2e_g, method",
     )
     events = _children(conn, "events", ids, "t_s, level, source, message") if detail else {}
+    joined = _joined_ranks(conn, ids)
     out = []
     for r in rows:
         rid = r["id"]
@@ -220,9 +231,16 @@ def run_objects(
                 c["rank"], {"rank": c["rank"], "host": c["host"], "components": [], "energy_j": 0.0}
             )
             proc["components"].append(
-                {k: c[k] for k in ("component", "device", "energy_j", "method", "model")}
+                {k: c[k] for k in ("component", "device", "energy_j", "method", "model", "note")}
             )
             proc["energy_j"] += c["energy_j"]
+        for rank, host, note in joined.get(rid, ()):  # ranks that joined, measuring or not
+            proc = processes.setdefault(
+                rank, {"rank": rank, "host": host, "components": [], "energy_j": 0.0}
+            )
+            proc["note"] = note
+        for proc in processes.values():
+            proc.setdefault("note", None)
         nodes: dict[str, dict[str, Any]] = {}
         for rank in sorted(processes):
             proc = processes[rank]
@@ -245,7 +263,10 @@ def run_objects(
             "pue": r["pue"],
             "facility_energy_kwh": energy_j * float(r["pue"] or 1.0) / J_PER_KWH,
             "components": [
-                {k: c[k] for k in ("component", "device", "energy_j", "method", "rank", "host")}
+                {
+                    k: c[k]
+                    for k in ("component", "device", "energy_j", "method", "rank", "host", "note")
+                }
                 for c in components
             ],
             "phases": [
@@ -256,6 +277,7 @@ def run_objects(
                     "duration_s": p["duration_s"],
                     "energy_j": p["energy_j"],
                     "co2e_g": p["co2e_g"],
+                    "method": p["method"],
                 }
                 for p in phase_rows[:1000]
             ],
@@ -289,19 +311,49 @@ def run_objects(
     return out
 
 
-def _last_metrics(conn: Connection, ids: Sequence[str]) -> dict[str, dict[str, float]]:
-    out: dict[str, dict[str, float]] = {}
+def _joined_ranks(conn: Connection, ids: Sequence[str]) -> dict[str, list[tuple[int, str, Any]]]:
+    """run id -> (rank, host, note) of every rank that recorded joining a distributed run
+    (:func:`greentrack.distributed.joined_event`: events of source ``rank``)."""
+    from greentrack.distributed import JOINED_SOURCE, parse_joined
+
+    out: dict[str, list[tuple[int, str, Any]]] = {}
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         marks = ", ".join(f":i{n}" for n in range(len(chunk)))
         rows = conn.query(
-            f"SELECT m.run_id, m.key, m.value FROM metrics m JOIN ("
-            f"SELECT run_id, key, MAX(id) AS id FROM metrics WHERE run_id IN ({marks}) "
-            f"GROUP BY run_id, key) last ON m.id = last.id",
+            f"SELECT run_id, message FROM events WHERE run_id IN ({marks}) AND source = :src",
+            {"src": JOINED_SOURCE, **{f"i{n}": v for n, v in enumerate(chunk)}},
+        )
+        for r in rows:
+            parsed = parse_joined(r["message"])
+            if parsed is not None:
+                out.setdefault(r["run_id"], []).append(parsed)
+    return out
+
+
+def _last_metrics(conn: Connection, ids: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Each run's latest value of each metric (latest ``t_s``; at the same ``t_s`` the highest
+    step); a NULL value (a NaN that was logged) reads back as ``float('nan')``."""
+    out: dict[str, dict[str, float]] = {}
+    best: dict[tuple[str, str], tuple[int, str]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ", ".join(f":i{n}" for n in range(len(chunk)))
+        rows = conn.query(
+            "SELECT m.run_id, m.key, m.step, m.id, m.value FROM metrics m JOIN ("
+            f"SELECT run_id, key, MAX(t_s) AS t_s FROM metrics WHERE run_id IN ({marks}) "
+            "GROUP BY run_id, key) last ON m.run_id = last.run_id AND m.key = last.key "
+            "AND m.t_s = last.t_s",
             {f"i{n}": v for n, v in enumerate(chunk)},
         )
         for r in rows:
-            out.setdefault(r["run_id"], {})[r["key"]] = r["value"]
+            rank = (-1 if r["step"] is None else int(r["step"]), r["id"])
+            where = (r["run_id"], r["key"])
+            if where in best and best[where] >= rank:
+                continue
+            best[where] = rank
+            value = math.nan if r["value"] is None else float(r["value"])
+            out.setdefault(r["run_id"], {})[r["key"]] = value
     return out
 
 

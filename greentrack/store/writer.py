@@ -14,8 +14,10 @@ import contextlib
 import dataclasses
 import errno
 import fcntl
+import hashlib
 import json
 import logging
+import math
 import os
 import threading
 import uuid
@@ -32,7 +34,26 @@ from greentrack.store.schema import open_store
 
 log = logging.getLogger("greentrack")
 
-__all__ = ["Checkpoint", "Spool", "StoreWriter"]
+__all__ = ["SPOOL_FORMAT", "Checkpoint", "Spool", "SpoolFormatError", "StoreWriter", "metric_id"]
+
+
+def metric_id(run_id: str, key: str, step: int | None, t_s: float) -> str:
+    """The deterministic primary key of a metric row (schema 0003): the first 32 hex digits of
+    the SHA-256 of ``[run_id, key, step, t_s]`` as JSON (ASCII, step an int or null, t_s a float
+    in its shortest round-trip form). Computed from the row itself, so a spool line written by
+    any version replays onto the same key, and a metric without a step conflicts like any other.
+    """
+    text = json.dumps([run_id, key, None if step is None else int(step), float(t_s)])
+    return hashlib.sha256(text.encode("ascii")).hexdigest()[:32]
+
+
+def _metric_value(value: Any) -> float | None:
+    """A metric value as stored: NaN -> None (NULL); ±inf and finite floats as they are."""
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
+
 
 _RUN_INSERT = (
     "id",
@@ -96,6 +117,9 @@ class Checkpoint:
     events: list[dict[str, Any]] = field(default_factory=list)
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    #: phase path -> g CO2e per joule for this rank's rows of that path still without CO2e (the
+    #: occurrences past those accounted one by one; see ``tracker._SPANS_MAX``)
+    phase_fill: dict[str, float] = field(default_factory=dict)
 
     def merge(self, newer: Checkpoint) -> Checkpoint:
         """One checkpoint equivalent to writing ``self`` then ``newer``."""
@@ -114,6 +138,7 @@ class Checkpoint:
             events=self.events + newer.events,
             params={**self.params, **newer.params},
             tags={**self.tags, **newer.tags},
+            phase_fill={**self.phase_fill, **newer.phase_fill},
         )
 
     @classmethod
@@ -126,7 +151,9 @@ class Checkpoint:
         params: dict[str, str] = {}
         tags: dict[str, str] = {}
         components: list[dict[str, Any]] = []
+        fill: dict[str, float] = {}
         for cp in cps:
+            fill.update(cp.phase_fill)
             run.update(cp.run)
             phases.update({p["id"]: p for p in cp.phases})
             params.update(cp.params)
@@ -145,6 +172,7 @@ class Checkpoint:
             events=[x for cp in cps for x in cp.events],
             params=params,
             tags=tags,
+            phase_fill=fill,
         )
 
     # -- spool format: one JSON object per line ---------------------------------------------
@@ -160,11 +188,24 @@ class Checkpoint:
         return core, user
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), default=_encode, separators=(",", ":"))
+        """One spool line: the checkpoint's fields and ``"v"``, the spool format version."""
+        data = {"v": SPOOL_FORMAT, **asdict(self)}
+        return json.dumps(data, default=_encode, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, line: str) -> Checkpoint:
+        """Parse one spool line (a line without ``"v"`` is format 1, greentrack <= 0.2).
+
+        Raises:
+            SpoolFormatError: the line was written by a newer greentrack.
+            ValueError, KeyError, TypeError: the line is not a checkpoint (torn, garbled).
+        """
         data = json.loads(line)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        version = data.pop("v", 1)
+        if not isinstance(version, int) or version > SPOOL_FORMAT:
+            raise SpoolFormatError(version)
         for key in ("started_at", "ended_at", "heartbeat_at"):
             if data["run"].get(key):
                 data["run"][key] = datetime.fromisoformat(data["run"][key])
@@ -173,6 +214,19 @@ class Checkpoint:
                 if p.get(key):
                     p[key] = datetime.fromisoformat(p[key])
         return cls(**data)
+
+
+#: The spool line format this greentrack writes and the newest it reads. 1: no "v" field;
+#: 2: "v" field, metrics and components may carry "note"/"method" (schema 0003).
+SPOOL_FORMAT = 2
+
+
+class SpoolFormatError(ValueError):
+    """A spool line written by a newer greentrack (its format version is ``version``)."""
+
+    def __init__(self, version: Any) -> None:
+        super().__init__(f"spool format {version!r}")
+        self.version = version
 
 
 def _encode(obj: Any) -> Any:
@@ -260,6 +314,13 @@ class StoreWriter:
         except driver_errors() as e:
             raise StoreUnavailableError(f"store unavailable: {type(e).__name__}: {e}") from e
 
+    def abort(self) -> None:
+        """From any thread: make a write blocked on a store that stopped answering fail at once
+        (:meth:`Connection.abort`); that write then discards the connection."""
+        conn = self._conn
+        if conn is not None:
+            conn.abort()
+
     def close(self) -> None:
         if self._conn is not None:
             if not self.shared:
@@ -271,8 +332,12 @@ class StoreWriter:
 
         When the database refuses the values of the checkpoint (a data or integrity error, which
         no retry can cure), it is written again without the user's metrics, params and tags, so
-        that the energy still lands; the reason is returned and the caller keeps the left-out part
-        (:meth:`Spool.reject`). Returns None when everything was written.
+        that the energy still lands; when even that is refused (the user's text in the run row,
+        a phase or an event: a NUL byte on PostgreSQL, a lone surrogate anywhere), once more with
+        that text escaped as the call sites escape free text (NUL -> U+FFFD, a lone surrogate ->
+        ``\\udXXX``). The reason is returned and the
+        caller keeps the left-out part (:meth:`Spool.reject`). Returns None when everything was
+        written.
 
         Raises:
             StoreUnavailableError: the database failed (the caller spools the checkpoint).
@@ -285,10 +350,20 @@ class StoreWriter:
             return None
         except StoreRejectedError as refused:
             core, user = cp.split_user_data()
-            if user is None:
-                raise
-            self._write_once(core)
-            return str(refused)
+            if user is not None:
+                try:
+                    self._write_once(core)
+                    return str(refused)
+                except StoreRejectedError:
+                    pass
+            clean = _storable_checkpoint(core)
+            if clean == core:
+                raise refused from None
+            try:
+                self._write_once(clean)
+            except StoreRejectedError:
+                raise refused from None
+            return f"{refused} (the run's own text was stored escaped)"
 
     def _write_once(self, cp: Checkpoint) -> None:
         try:
@@ -306,6 +381,22 @@ class StoreWriter:
         except driver_errors() as e:
             self._discard()
             raise StoreUnavailableError(f"store unavailable: {type(e).__name__}: {e}") from e
+        except (ValueError, TypeError, OverflowError) as e:  # a value the driver cannot bind
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise StoreRejectedError(
+                f"the store refused the data: {type(e).__name__}: {first}"
+            ) from e
+
+
+def _storable_checkpoint(cp: Checkpoint) -> Checkpoint:
+    """``cp`` with every string made storable (:func:`greentrack.security.storable`: NUL ->
+    U+FFFD, a lone surrogate -> its ``\\udXXX`` escape), the way the call sites escape free
+    text: for checkpoints that did not pass them (spool lines of older versions)."""
+    from greentrack.security import storable_tree
+
+    return dataclasses.replace(
+        cp, **{f.name: storable_tree(getattr(cp, f.name)) for f in dataclasses.fields(cp)}
+    )
 
 
 def _write(conn: Connection, cp: Checkpoint) -> None:
@@ -341,6 +432,7 @@ def _write(conn: Connection, cp: Checkpoint) -> None:
             "energy_j",
             "method",
             "model",
+            "note",
             "seq",
         ]
         sql = (
@@ -348,12 +440,16 @@ def _write(conn: Connection, cp: Checkpoint) -> None:
                 "components",
                 cols,
                 ["run_id", "rank", "device"],
-                ["energy_j", "method", "model", "host", "seq"],
+                ["energy_j", "method", "model", "note", "host", "seq"],
             )
             + " WHERE components.seq <= excluded.seq"
         )
         conn.executemany(
-            sql, [{**c, "run_id": rid, "rank": cp.rank, "seq": cp.seq} for c in cp.components]
+            sql,
+            [
+                {**{c: comp.get(c) for c in cols}, "run_id": rid, "rank": cp.rank, "seq": cp.seq}
+                for comp in cp.components
+            ],
         )
     if cp.samples:
         cols = ["run_id", "rank", "device", "component", "t_s", "energy_j", "power_w"]
@@ -362,10 +458,20 @@ def _write(conn: Connection, cp: Checkpoint) -> None:
             [{**s, "run_id": rid, "rank": cp.rank} for s in cp.samples],
         )
     if cp.metrics:
-        cols = ["run_id", "key", "step", "value", "t_s"]
+        cols = ["id", "run_id", "key", "step", "value", "t_s"]
         conn.executemany(
-            conn.insert_sql("metrics", cols, ["run_id", "key", "step", "t_s"]),
-            [{**m, "run_id": rid} for m in cp.metrics],
+            conn.insert_sql("metrics", cols, ["id"]),
+            [
+                {
+                    "id": metric_id(rid, m["key"], m.get("step"), m["t_s"]),
+                    "run_id": rid,
+                    "key": m["key"],
+                    "step": m.get("step"),
+                    "value": _metric_value(m.get("value")),
+                    "t_s": m["t_s"],
+                }
+                for m in cp.metrics
+            ],
         )
     if cp.events:
         cols = ["id", "run_id", "rank", "t_s", "level", "source", "message"]
@@ -389,15 +495,22 @@ def _write(conn: Connection, cp: Checkpoint) -> None:
             "energy_j",
             "components",
             "co2e_g",
+            "method",
         ]
         conn.executemany(
             conn.insert_sql(
                 "phases",
                 cols,
                 ["id"],
-                ["ended_at", "t1_s", "duration_s", "energy_j", "components", "co2e_g"],
+                ["ended_at", "t1_s", "duration_s", "energy_j", "components", "co2e_g", "method"],
             ),
             [{**{c: p.get(c) for c in cols}, "run_id": rid, "rank": cp.rank} for p in cp.phases],
+        )
+    for path, g_per_j in cp.phase_fill.items():  # idempotent: only rows without CO2e
+        conn.execute(
+            "UPDATE phases SET co2e_g = energy_j * :g WHERE run_id = :id AND rank = :rank "
+            "AND path = :path AND co2e_g IS NULL",
+            {"g": g_per_j, "id": rid, "rank": cp.rank, "path": path},
         )
     if cp.owner and cp.run:
         fields = [k for k in _RUN_UPDATE if k in cp.run]
@@ -432,6 +545,84 @@ def _private_dirs(path: Path) -> None:
         os.chmod(d, 0o700)
 
 
+def _spool_salt(path: Path) -> str:
+    """The per-home random salt of spool folder names (created once, readable by the user only);
+    ``""`` where the home cannot be written (then nothing can be spooled there either)."""
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        pass
+    try:
+        _private_dirs(path.parent)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, os.urandom(16).hex().encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)  # atomic: the first process to create it wins, others read it
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+        return path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def _adopt_legacy_spool(legacy: Path, target: Path) -> None:
+    """Move a 0.1.x spool folder's files into ``target`` (a name already taken there gets a
+    claimed name, which replay reads alike); then remove the old folder."""
+    try:
+        if not target.exists():
+            _private_dirs(target.parent)
+            os.rename(legacy, target)
+            return
+        for sub in (*(d.name for d in legacy.iterdir() if d.is_dir()), ""):  # rejected/, ...
+            src, dst = legacy / sub, target / sub
+            _private_dirs(dst)
+            for f in src.glob("*.jsonl"):
+                name = f.name
+                if (dst / name).exists():
+                    name = f"{name[: -len('.jsonl')]}.{uuid.uuid4().hex[:12]}.jsonl"
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(f, dst / name)
+            with contextlib.suppress(OSError):
+                src.rmdir()
+    except OSError:  # left where it is: a later call tries again
+        return
+
+
+def _append_all(fd: int, data: bytes) -> None:
+    """Write ``data`` at the end of ``fd`` (opened ``O_APPEND``, locked) and fsync, or leave the
+    file as it was: on a short or failed write or sync it is truncated back to its size before.
+
+    Raises:
+        OSError: ENOSPC for a short write, else the system's error.
+    """
+    before = os.fstat(fd).st_size
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            if written <= 0:
+                raise OSError(errno.ENOSPC, "short write to the spool (disk full?)")
+            view = view[written:]
+        os.fsync(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, before)
+            os.fsync(fd)
+        raise
+
+
+#: Where a spool file holding lines this greentrack cannot parse is moved once its readable
+#: lines are written: out of every later replay, kept for the user (``greentrack sync`` fails
+#: while any is there).
+UNREADABLE_DIR = "unreadable"
+
 _REPLAY_BATCH_SAMPLES = 50_000  # checkpoints merged into one write while replaying a spool file
 
 
@@ -451,22 +642,44 @@ class Spool:
 
     def __init__(self, directory: Path) -> None:
         self.dir = Path(directory)
+        #: One line per spool file a replay kept because it holds lines it could not write.
+        self.problems: list[str] = []
 
     @classmethod
     def for_store(cls, spool_root: Path, url: str) -> Spool:
-        """The spool of one store: ``<spool_root>/<hash of the URL>`` (URLs may hold secrets)."""
-        import hashlib
+        """The spool of one store: ``<spool_root>/<key>``, the key a hash of the URL *with its
+        password masked* and a random salt kept in ``<spool_root>/../spool.salt`` (0600), so the
+        folder name reveals neither the password nor, offline, which store it is.
 
+        A spool folder of greentrack 0.1.x (named by an unsalted hash of the full URL, password
+        included) is moved into this one, so none of its checkpoints is orphaned; so is one made
+        without the salt (``""``: the home could not be written when it was made).
+        """
         from greentrack.store.dbapi import parse_url
 
-        key = hashlib.sha256(parse_url(url).sqlalchemy_url.encode()).hexdigest()[:16]
-        return cls(Path(spool_root) / key)
+        root = Path(spool_root)
+        parsed = parse_url(url)
+        salt = _spool_salt(root.parent / "spool.salt")
+        key = hashlib.sha256(f"{salt}\n{parsed.display}".encode()).hexdigest()[:16]
+        spool = cls(root / key)
+        earlier = [root / hashlib.sha256(parsed.sqlalchemy_url.encode()).hexdigest()[:16]]
+        if salt:  # where a process spooled while the salt could not be written (a full disk)
+            earlier.append(root / hashlib.sha256(f"\n{parsed.display}".encode()).hexdigest()[:16])
+        for old in earlier:
+            if old != spool.dir and old.is_dir():
+                _adopt_legacy_spool(old, spool.dir)
+        return spool
 
     def path(self, run_id: str, rank: int) -> Path:
         return self.dir / f"{run_id}.{rank}.jsonl"
 
     def append(self, cp: Checkpoint) -> Path:
-        """Append one checkpoint (``fsync``ed). Raises ``OSError`` (ENOSPC, EACCES, ...)."""
+        """Append one checkpoint (``fsync``ed). Raises ``OSError`` (ENOSPC, EACCES, ...).
+
+        All or nothing: a short or failed write (a full disk) is rolled back by truncating the
+        file to its size before the write, so no torn fragment is left to glue onto the next
+        line.
+        """
         _private_dirs(self.dir)
         path = self.path(cp.run_id, cp.rank)
         data = (cp.to_json() + "\n").encode()
@@ -480,10 +693,7 @@ class Spool:
                     current = None
                 if current != os.fstat(fd).st_ino:
                     continue  # claimed by a replayer after we opened it: append to a new file
-                written = os.write(fd, data)
-                if written != len(data):
-                    raise OSError(errno.ENOSPC, "short write to the spool")
-                os.fsync(fd)
+                _append_all(fd, data)
                 return path
             finally:
                 os.close(fd)  # releases the lock
@@ -497,11 +707,16 @@ class Spool:
         line = json.dumps({"reason": reason, "checkpoint": json.loads(cp.to_json())}) + "\n"
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, line.encode())
-            os.fsync(fd)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            _append_all(fd, line.encode())
         finally:
             os.close(fd)
         return path
+
+    def unreadable(self) -> list[Path]:
+        """Spool files set aside because they hold lines greentrack cannot parse."""
+        folder = self.dir / UNREADABLE_DIR
+        return sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
 
     def pending(self, run_id: str | None = None, rank: int | None = None) -> list[Path]:
         """Spool files (own and claimed ones) of a run, of one rank of it, or of every run."""
@@ -528,6 +743,11 @@ class Spool:
 
         Raises the writer's ``StoreError`` if the store fails; the file is then kept (claimed)
         and a later replay writes it again (writes are idempotent).
+
+        A file is never deleted while it holds a line that was not written. Lines of a newer
+        spool format leave the file where it is, for a newer greentrack to replay; lines that do
+        not parse move it to ``unreadable/``. Either way the readable lines are written, a
+        warning names the file, and :attr:`problems` gets a line (``greentrack sync`` fails).
         """
         claimed = self._claim(path)
         if claimed is None:
@@ -541,16 +761,24 @@ class Spool:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return 0  # being appended to or replayed elsewhere; a later replay gets it
-            with os.fdopen(os.dup(fd), encoding="utf-8") as f:
-                lines = [ln for ln in f.read().splitlines() if ln.strip()]
+            with os.fdopen(os.dup(fd), "rb") as f:
+                raw_lines = f.read().split(b"\n")
             count = 0
             batch: list[Checkpoint] = []
             n_samples = 0
-            for line in lines:
+            bad: list[int] = []  # line numbers (1-based) that do not parse
+            newer: set[Any] = set()  # spool format versions newer than this greentrack's
+            for number, raw in enumerate(raw_lines, 1):
+                if not raw.strip():
+                    continue
                 try:
-                    cp = Checkpoint.from_json(line)
-                except (ValueError, KeyError, TypeError):
-                    continue  # a torn last line after a crash: everything before it is intact
+                    cp = Checkpoint.from_json(raw.decode("utf-8"))
+                except SpoolFormatError as e:
+                    newer.add(e.version)
+                    continue
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    bad.append(number)
+                    continue
                 batch.append(cp)
                 n_samples += len(cp.samples)
                 count += 1
@@ -559,11 +787,42 @@ class Spool:
                     batch, n_samples = [], 0
             if batch:
                 self._write_or_reject(writer, Checkpoint.combine(batch))
-            with contextlib.suppress(FileNotFoundError):
-                claimed.unlink()
+            if newer:
+                needs = max(newer, key=str)
+                self._problem(
+                    f"{claimed} was written by a newer greentrack (spool format {needs}; this "
+                    f"one reads up to {SPOOL_FORMAT}): kept; upgrade greentrack "
+                    "(pip install -U greentrack) and run `greentrack sync`"
+                )
+            elif bad:
+                kept = self._set_aside(claimed)
+                lines = ", ".join(str(n) for n in bad[:5]) + (", ..." if len(bad) > 5 else "")
+                self._problem(
+                    f"{kept} holds {len(bad)} line(s) greentrack cannot parse (line {lines}); "
+                    f"its {count} readable checkpoint(s) were written; the file is kept: look "
+                    "at it, then delete it"
+                )
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    claimed.unlink()
             return count
         finally:
             os.close(fd)
+
+    def _set_aside(self, claimed: Path) -> Path:
+        """Move a file with unparsable lines to ``unreadable/`` (out of later replays)."""
+        folder = self.dir / UNREADABLE_DIR
+        try:
+            _private_dirs(folder)
+            target = folder / claimed.name
+            os.rename(claimed, target)
+            return target
+        except OSError:
+            return claimed  # kept where it is
+
+    def _problem(self, message: str) -> None:
+        self.problems.append(message)
+        log.warning("greentrack: %s", message)
 
     def _write_or_reject(self, writer: StoreWriter, cp: Checkpoint) -> None:
         """Write; what the store refuses is kept aside (:meth:`reject`), never retried."""

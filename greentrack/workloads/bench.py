@@ -31,6 +31,7 @@ import torch
 import torch.nn as nn
 
 from greentrack.errors import ConfigError
+from greentrack.units import format_sig
 from greentrack.workloads import data as D
 from greentrack.workloads.attention import AttentionConfig, efficient_transformer
 from greentrack.workloads.compression import (
@@ -59,6 +60,7 @@ __all__ = [
     "bench",
     "format_report",
     "format_table",
+    "pareto_figure",
     "plot_pareto",
     "results_json",
     "run_bench",
@@ -743,7 +745,7 @@ def _run_one(w: Workload, ctx: _Context, db_url: str | None) -> tuple[BenchResul
     )
     ctx.progress.done(
         f"accuracy {acc:.3f}, inference {result.inference_time_s_per_1k:.3f} s/1k, "
-        f"{result.inference_energy_j_per_1k:.2f} J/1k ({result.energy_method})"
+        f"{format_sig(result.inference_energy_j_per_1k)} J/1k ({result.energy_method})"
     )
     return result, built
 
@@ -929,38 +931,123 @@ def _require_matplotlib() -> None:
         )
 
 
+#: Where a point's label may go, tried in order: (dx, dy) in points, horizontal and vertical
+#: alignment. The first that stays inside the panel and clear of every other label wins.
+_LABEL_SPOTS = (
+    (5, 4, "left", "bottom"),
+    (5, -4, "left", "top"),
+    (-5, 4, "right", "bottom"),
+    (-5, -4, "right", "top"),
+    (0, 8, "center", "bottom"),
+    (0, -8, "center", "top"),
+    (5, 16, "left", "bottom"),
+    (-5, 16, "right", "bottom"),
+    (5, -16, "left", "top"),
+    (-5, -16, "right", "top"),
+    (0, 26, "center", "bottom"),
+    (0, -26, "center", "top"),
+)
+
+
+def _overlap_px(a: Any, b: Any) -> float:
+    w = min(a.x1, b.x1) - max(a.x0, b.x0)
+    h = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return w * h if w > 0 and h > 0 else 0.0
+
+
+def _outside_px(box: Any, frame: Any) -> float:
+    return (
+        max(0.0, frame.x0 - box.x0)
+        + max(0.0, box.x1 - frame.x1)
+        + max(0.0, frame.y0 - box.y0)
+        + max(0.0, box.y1 - frame.y1)
+    )
+
+
+def _place_labels(fig: Any, ax: Any, items: Sequence[tuple[str, float, float]]) -> None:
+    """Annotate each (text, x, y) at the first of :data:`_LABEL_SPOTS` inside ``ax`` that hides no
+    other label (else the spot with the least overlap), measured with the figure's renderer."""
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    placed: list[Any] = []
+    for text, x, y in sorted(items, key=lambda it: (it[1], it[2])):
+        best: tuple[float, Any] | None = None
+        for dx, dy, ha, va in _LABEL_SPOTS:
+            ann = ax.annotate(
+                text, (x, y), textcoords="offset points", xytext=(dx, dy),
+                ha=ha, va=va, fontsize=8, annotation_clip=False,
+            )  # fmt: skip
+            ann.set_in_layout(False)  # placed inside the panel: the layout need not move for it
+            box = ann.get_window_extent(renderer)
+            cost = 1e6 * _outside_px(box, frame) + sum(_overlap_px(box, b) for b in placed)
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, ann)
+            else:
+                ann.remove()
+            if cost == 0:
+                break
+        assert best is not None
+        placed.append(best[1].get_window_extent(renderer))
+
+
+def pareto_figure(results: Sequence[BenchResult]) -> Any:
+    """Accuracy against inference energy per 1,000 examples, one panel per task, as a matplotlib
+    ``Figure``: the Pareto front in green, labels kept apart and inside their panel, a log x
+    axis only where the energies span more than a factor 5 (else a linear one, few ticks)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
+
+    tasks = list(dict.fromkeys(r.task for r in results))
+    fig = Figure(figsize=(4.8 * len(tasks), 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(tasks), squeeze=False)[0]
+    labels: list[tuple[Any, list[tuple[str, float, float]]]] = []
+    plain = FuncFormatter(lambda v, _pos: f"{v:g}")
+    for ax, task in zip(axes, tasks, strict=False):
+        rs = [r for r in results if r.task == task]
+        pts = [(r.inference_energy_j_per_1k, r.accuracy) for r in rs]
+        front = set(pareto_front(pts))
+        for i, (c, a) in enumerate(pts):
+            on = i in front
+            ax.scatter(
+                [c], [a], marker="o" if on else "s", zorder=3,
+                color="tab:green" if on else "white", edgecolors="tab:green" if on else "0.35",
+            )  # fmt: skip
+        fp = sorted(pts[i] for i in front)
+        if len(fp) > 1:
+            ax.plot([p[0] for p in fp], [p[1] for p in fp], color="tab:green", lw=1)
+        energies = [c for c, _ in pts if c > 0]
+        if energies and max(energies) / min(energies) > 5:
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(plain)
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(4))
+            ax.xaxis.set_major_formatter(plain)
+        ax.margins(x=0.2, y=0.18)
+        ax.set_title(task)
+        ax.set_xlabel(f"inference energy per 1,000 examples (J, {rs[0].energy_method})")
+        ax.set_ylabel("accuracy")
+        ax.grid(alpha=0.3)
+        labels.append((ax, [(r.workload, c, a) for r, (c, a) in zip(rs, pts, strict=True)]))
+    fig.canvas.draw()  # the layout, then pixel positions to keep the labels apart
+    fig.set_layout_engine("none")  # keep the panels where the labels were measured
+    for ax, items in labels:
+        _place_labels(fig, ax, items)
+    return fig
+
+
 def plot_pareto(results: Sequence[BenchResult], path: str) -> str:
-    """Accuracy against inference energy per 1,000 examples, one panel per task; PNG at path.
+    """Save :func:`pareto_figure` as a PNG at ``path``; returns ``path``.
 
     Raises:
         ConfigError: matplotlib is not installed.
     """
     _require_matplotlib()
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tasks = list(dict.fromkeys(r.task for r in results))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 4), squeeze=False)
-    for ax, task in zip(axes[0], tasks, strict=False):
-        rs = [r for r in results if r.task == task]
-        pts = [(r.inference_energy_j_per_1k, r.accuracy) for r in rs]
-        front = set(pareto_front(pts))
-        for i, (r, (c, a)) in enumerate(zip(rs, pts, strict=True)):
-            ax.scatter([c], [a], color="tab:green" if i in front else "tab:gray", zorder=3)
-            ax.annotate(r.workload, (c, a), textcoords="offset points", xytext=(4, 4), fontsize=8)
-        fp = sorted(pts[i] for i in front)
-        if len(fp) > 1:
-            ax.plot([p[0] for p in fp], [p[1] for p in fp], color="tab:green", lw=1)
-        ax.set_xscale("log")
-        ax.set_title(task)
-        ax.set_xlabel(f"inference energy per 1,000 examples (J, {rs[0].energy_method})")
-        ax.set_ylabel("accuracy")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    pareto_figure(results).savefig(path, dpi=120)
     return path
 
 
@@ -1015,8 +1102,6 @@ def bench(
 def format_report(report: BenchReport, fmt: str = "table") -> str:
     """The report as text (``table``) or JSON (``json``: the results list; with the sweep,
     ``{"workloads": [...], "linear_attention_sweep": {...}}``)."""
-    import json
-
     if fmt == "json":
         if report.sweep is None:
             obj: Any = results_json(report.results)
@@ -1027,7 +1112,9 @@ def format_report(report: BenchReport, fmt: str = "table") -> str:
                 "workloads": results_json(report.results),
                 SWEEP: report.sweep.to_dict(),
             }
-        return json.dumps(obj, indent=2, default=str)
+        from greentrack.jsonout import dumps  # strict JSON: NaN/inf as null
+
+        return dumps(obj, indent=2)
     parts = []
     if report.results:
         parts.append(format_table(report.results))

@@ -48,4 +48,5 @@ def fake_nvml(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeNvml]:
 
 @pytest.fixture
 def no_nvml(monkeypatch: pytest.MonkeyPatch) -> FakeNvml:
-    return FakeNvml([], init_error=pynvml.NVML_ERROR_LIBRARY_NOT_FOUND).install(monkeypatch)
+    fake = FakeNvml([], init_error=pynvml.NVML_ERROR_LIBRARY_NOT_FOUND, driver_loaded=False)
+    return fake.install(monkeypatch)

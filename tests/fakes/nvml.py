@@ -12,12 +12,21 @@ Everything the meter calls is replaced: ``nvmlInit``/``nvmlShutdown`` (reference
 NVML; device calls before init raise ``NVML_ERROR_UNINITIALIZED``), ``nvmlDeviceGetCount``,
 ``...GetHandleByIndex``, ``...GetHandleByUUID``, ``...GetIndex``, ``...GetName``, ``...GetUUID``,
 ``...GetTotalEnergyConsumption`` (mJ: ``initial_mj + int(E_J·1000)``), ``...GetPowerUsage``
-(mW: ``round(P_W·1000)``). Errors are real ``pynvml.NVMLError(code)`` instances, so the code
-under test sees the exact exception classes NVML raises (``NVMLError_NotSupported``, ...).
+(mW: ``round(P_W·1000)``), ``...GetDeviceHandleFromMigDeviceHandle`` and
+``...IsMigDeviceHandle`` (MIG devices by ``MIG-<uuid>`` through ``...GetHandleByUUID``). Errors
+are real ``pynvml.NVMLError(code)`` instances, so the code under test sees the exact exception
+classes NVML raises (``NVMLError_NotSupported``, ``NVMLError_FunctionNotFound``, ...).
+
+Counter realism: ``counter_period_s`` makes the counter refresh only every that many seconds
+(it holds the energy at the last refresh, like many GPUs' ~100 ms counter); ``counter_scale``
+makes it report that fraction of the true energy (a counter that disagrees with power).
+``driver_loaded=False`` makes the kernel driver look absent to greentrack's file check.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import threading
 import time
 from collections.abc import Iterable
@@ -46,6 +55,13 @@ class FakeGpu:
         fail_at_s: same, from this fake time on. Units: s.
         fail_code: the NVML error code of the failure (default GPU_IS_LOST).
         initial_mj: energy counter at t = 0 (since "driver load"). Units: mJ.
+        counter_error: the NVML code ``nvmlDeviceGetTotalEnergyConsumption`` raises (e.g.
+            ``NVML_ERROR_FUNCTION_NOT_FOUND``: an old driver); overrides ``energy_counter``.
+        counter_period_s: the counter refreshes every this many seconds (None: continuously).
+        counter_scale: the counter reports this fraction of the scripted energy.
+        mig_uuids: MIG devices on this GPU (``MIG-...``), found by ``...GetHandleByUUID``.
+        reads: successful primary reads so far: energy counter calls, and power calls on GPUs
+            without a counter (what ``fail_after_reads`` counts).
     """
 
     name: str = "NVIDIA A100-SXM4-80GB"
@@ -56,7 +72,17 @@ class FakeGpu:
     fail_at_s: float | None = None
     fail_code: int = pynvml.NVML_ERROR_GPU_IS_LOST
     initial_mj: int = 987_654_321
+    counter_error: int | None = None
+    counter_period_s: float | None = None
+    counter_scale: float = 1.0
+    mig_uuids: list[str] = field(default_factory=list)
     reads: int = field(default=0, init=False)
+
+    def counter_code(self) -> int | None:
+        """The error code of the energy counter, or None when it works."""
+        if self.counter_error is not None:
+            return self.counter_error
+        return None if self.energy_counter else pynvml.NVML_ERROR_NOT_SUPPORTED
 
 
 def default_gpus() -> list[FakeGpu]:
@@ -77,19 +103,39 @@ class _Handle:
         return f"<fake nvml handle {self.index}>"
 
 
+class _MigHandle:
+    __slots__ = ("parent", "uuid")
+
+    def __init__(self, parent: int, uuid: str) -> None:
+        self.parent, self.uuid = parent, uuid
+
+    def __repr__(self) -> str:
+        return f"<fake nvml MIG handle {self.uuid} on {self.parent}>"
+
+
 class FakeNvml:
     """Simulated NVML. Configure GPUs, :meth:`install`, then drive the clock.
 
     Args:
         gpus: the devices, in NVML index order (default :func:`default_gpus`).
         init_error: if set, ``nvmlInit`` raises ``NVMLError(init_error)`` (e.g.
-            ``NVML_ERROR_LIBRARY_NOT_FOUND``: a host without the driver).
+            ``NVML_ERROR_LIBRARY_NOT_FOUND``: a host without the driver;
+            ``NVML_ERROR_LIB_RM_VERSION_MISMATCH``: a driver upgraded without reboot).
+        driver_loaded: whether the kernel driver's files look present (greentrack's
+            ``_DRIVER_FILES`` check), independent of the machine the tests run on.
     """
 
-    def __init__(self, gpus: Iterable[FakeGpu] | None = None, *, init_error: int | None = None):
+    def __init__(
+        self,
+        gpus: Iterable[FakeGpu] | None = None,
+        *,
+        init_error: int | None = None,
+        driver_loaded: bool = True,
+    ):
         self.gpus: list[FakeGpu] = []
         self.set_gpus(default_gpus() if gpus is None else gpus)
         self.init_error = init_error
+        self.driver_loaded = driver_loaded
         self.init_count = 0  # current NVML reference count
         self.calls: dict[str, int] = {}
         self.t_s = 0.0
@@ -174,10 +220,16 @@ class FakeNvml:
             "nvmlDeviceGetUUID",
             "nvmlDeviceGetTotalEnergyConsumption",
             "nvmlDeviceGetPowerUsage",
+            "nvmlDeviceGetDeviceHandleFromMigDeviceHandle",
+            "nvmlDeviceIsMigDeviceHandle",
         ):
             monkeypatch.setattr(pynvml, name, self._counted(name, getattr(self, "_" + name)))
         monkeypatch.setattr(pynvml, "nvmlInitWithFlags", lambda flags=0: pynvml.nvmlInit())
         monkeypatch.setenv("GREENTRACK_NVML", "1")  # the simulated driver is "present"
+        from greentrack.meters import nvml
+
+        files = (os.path.abspath(os.sep),) if self.driver_loaded else ()
+        monkeypatch.setattr(nvml, "_DRIVER_FILES", files, raising=False)
         return self
 
     def _counted(self, name: str, fn: Any) -> Any:
@@ -223,12 +275,24 @@ class FakeNvml:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
         return _Handle(index)
 
-    def _nvmlDeviceGetHandleByUUID(self, uuid: str) -> _Handle:
+    def _nvmlDeviceGetHandleByUUID(self, uuid: str) -> _Handle | _MigHandle:
         self._need_init()
         for i, g in enumerate(self.gpus):
             if g.uuid == uuid:
                 return _Handle(i)
+            if uuid in g.mig_uuids:
+                return _MigHandle(i, uuid)
         raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
+
+    def _nvmlDeviceGetDeviceHandleFromMigDeviceHandle(self, handle: Any) -> _Handle:
+        self._need_init()
+        if not isinstance(handle, _MigHandle):
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return _Handle(handle.parent)
+
+    def _nvmlDeviceIsMigDeviceHandle(self, handle: Any) -> int:
+        self._need_init()
+        return int(isinstance(handle, _MigHandle))
 
     def _nvmlDeviceGetIndex(self, handle: Any) -> int:
         self._gpu(handle)
@@ -240,14 +304,24 @@ class FakeNvml:
     def _nvmlDeviceGetUUID(self, handle: Any) -> str:
         return str(self._gpu(handle).uuid)
 
+    def counter_time_s(self, index: int, t_s: float | None = None) -> float:
+        """The fake time up to which GPU ``index``'s counter holds energy at fake time t (the
+        last refresh when ``counter_period_s`` is set). Units: s."""
+        t = self.now_s() if t_s is None else t_s
+        period = self.gpus[index].counter_period_s
+        return t if period is None else math.floor(t / period + 1e-9) * period
+
     def _nvmlDeviceGetTotalEnergyConsumption(self, handle: Any) -> int:
         g = self._gpu(handle)
-        if not g.energy_counter:
-            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        code = g.counter_code()
+        if code is not None:
+            raise pynvml.NVMLError(code)
         g.reads += 1
-        return g.initial_mj + int(integrate_j(g.power_w, 0.0, self.now_s()) * 1000)
+        until = self.counter_time_s(handle.index)
+        return g.initial_mj + int(integrate_j(g.power_w, 0.0, until) * g.counter_scale * 1000)
 
     def _nvmlDeviceGetPowerUsage(self, handle: Any) -> int:
         g = self._gpu(handle)
-        g.reads += 1
+        if g.counter_code() is not None:  # a power-only GPU: power is its primary read
+            g.reads += 1
         return round(power_at_w(g.power_w, self.now_s()) * 1000)

@@ -75,7 +75,9 @@ class FakeDomain:
         power_w: its power script (W); see :data:`Script`.
         device: the device id greentrack must report for it, or None if it must be ignored
             (core/uncore, psys, duplicates). Ground truth by construction.
-        mirror_of: zone whose counter this one repeats (an MMIO duplicate of a package).
+        mirror_of: zone whose counter this one repeats (an MMIO duplicate of a package, the
+            second die of an AMD package). Its ``energy_uj`` is a symlink to that zone's, so a
+            read of either sees the one counter's current value, as both read one MSR.
         max_energy_range_uj: wrap point (default: the fake's). Units: µJ.
         initial_uj: counter offset at t = 0 (so tests do not start at 0). Units: µJ.
         energy_file: whether the zone has an ``energy_uj`` file at all.
@@ -114,12 +116,22 @@ def standard_domains(
 ) -> list[FakeDomain]:
     """A server-like tree: ``sockets`` packages, each with core (30 W) / uncore / DRAM sub-zones,
     an optional MMIO duplicate of package-0 and an optional psys zone (120 W) after the packages.
+
+    Each socket's counters start at a different value (``initial_uj`` plus a per-socket offset),
+    as separate counters do on real hardware: with equal powers and equal starts two sockets
+    would be indistinguishable from one mirrored counter (see ``RaplMeter``'s mirror rule).
     """
     out: list[FakeDomain] = []
     for s in range(sockets):
         z = f"intel-rapl:{s}"
         out.append(
-            FakeDomain(z, f"package-{s}", package_w, f"cpu:package-{s}", initial_uj=initial_uj)
+            FakeDomain(
+                z,
+                f"package-{s}",
+                package_w,
+                f"cpu:package-{s}",
+                initial_uj=initial_uj + s * 7_654_321,
+            )
         )
         sub = 0
         if core:
@@ -130,7 +142,13 @@ def standard_domains(
             sub += 1
         if dram:
             out.append(
-                FakeDomain(f"{z}:{sub}", "dram", dram_w, f"dram:package-{s}", initial_uj=999)
+                FakeDomain(
+                    f"{z}:{sub}",
+                    "dram",
+                    dram_w,
+                    f"dram:package-{s}",
+                    initial_uj=999 + s * 3_333_333,
+                )
             )
     if psys:
         out.append(FakeDomain(f"intel-rapl:{sockets}", "psys", 120.0))
@@ -204,6 +222,9 @@ class FakePowercap:
                 (zdir / "max_energy_range_uj").write_text(f"{self._max(d)}\n")
             if d.parent is None or layout == "symlinks":
                 _link(self.powercap / d.zone, zdir)
+        for d in self.domains.values():
+            if d.energy_file and d.mirror_of:
+                _link(self._dirs[d.zone] / "energy_uj", self._dirs[d.mirror_of] / "energy_uj")
 
     def _max(self, d: FakeDomain) -> int:
         src = self.domains[d.mirror_of] if d.mirror_of else d
@@ -319,7 +340,7 @@ class FakePowercap:
 
     def _write_all(self) -> None:
         for zone, d in self.domains.items():
-            if d.energy_file and zone not in self._broken:
+            if d.energy_file and not d.mirror_of and zone not in self._broken:
                 mode = 0 if zone in self._denied else 0o444
                 _atomic_write(self._dirs[zone] / "energy_uj", f"{self.counter_uj(zone)}\n", mode)
 
