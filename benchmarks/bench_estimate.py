@@ -7,7 +7,7 @@
    64-core EPYC 7763 (``hypervisor`` flag) and a 2-vCPU VM whose model reads "AMD EPYC". For
    each, the modelled CPU power at 0, 50 and 100 % load:
 
-   - greentrack: :func:`greentrack.meters.estimate.host_cpu_power_model` (scaled TDP × the
+   - greentrack: :func:`greentrack.meters.cpu_model.host_cpu_power_model` (scaled TDP × the
      Boavizta/Teads load curve);
    - CodeCarbon 3.x (installed version), its ``cpu_load`` mode on a host without RAPL, as its code
      computes it: TDP from its own registry lookup (``codecarbon.core.cpu.TDP``, fuzzy match;
@@ -43,7 +43,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))  # the scripted machines live wit
 
 from fakes.procfs import EPYC_VM, LAPTOP_I7, MACHINES, UNKNOWN_VM, XEON_2S, ScriptedProcfs  # noqa: E402
 
-from greentrack.meters.estimate import host_cpu_power_model, read_cpuinfo  # noqa: E402
+from greentrack.meters.cpu_model import host_cpu_power_model, read_cpuinfo  # noqa: E402
 
 PUBLISHED_TDP_W = {  # vendor TDP of what the machine sees, and where it comes from
     LAPTOP_I7.label: (15.0, "Intel ARK i7-8650U: 15 W"),

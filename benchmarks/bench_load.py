@@ -110,7 +110,8 @@ def writer_worker(url: str, seconds: float, devices: int, batch: int, out: str) 
     """The store's ceiling: write checkpoints of ``devices x batch`` samples back to back."""
     from datetime import UTC, datetime
 
-    from greentrack.store.writer import Checkpoint, StoreWriter
+    from greentrack.store.checkpoint import Checkpoint
+    from greentrack.store.writer import StoreWriter
 
     writer = StoreWriter(url)
     rid, t_s, seq, kept = uuid.uuid4().hex, time.time(), 0, 0

@@ -153,7 +153,8 @@ WEEK = """
 import json, os, time, psutil
 from greentrack.meters import ReplayMeter
 from greentrack.sampler import Sampler
-from greentrack.store.writer import Checkpoint, StoreWriter
+from greentrack.store.checkpoint import Checkpoint
+from greentrack.store.writer import StoreWriter
 import greentrack.tracker  # what a tracked process has loaded anyway
 proc = psutil.Process()
 url = os.environ["GREENTRACK_DB"]

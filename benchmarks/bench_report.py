@@ -4,7 +4,7 @@
     python benchmarks/bench_report.py --db postgresql+psycopg://me@localhost/bench
     python benchmarks/bench_report.py --samples 1000000 --runs 10000 --repeat 3
 
-Two stores are built from deterministic synthetic runs (greentrack.report.synthetic):
+Two stores are built from deterministic synthetic runs (greentrack.testing.synthetic):
 
 1. one run with ``--samples`` samples (two devices, half each): time the Markdown report, the
    JSON report, the HTML report with its figures (the power plot is drawn as a min-max envelope,
@@ -35,7 +35,7 @@ def best_of(repeat: int, fn: Callable[[], object]) -> float:
 
 
 def build_big_run(url: str, samples: int) -> str:
-    from greentrack.report.synthetic import DeviceSpec, SyntheticRun, write_runs
+    from greentrack.testing.synthetic import DeviceSpec, SyntheticRun, write_runs
 
     run = SyntheticRun(
         run_id="b16" + "0" * 29,
@@ -57,7 +57,7 @@ def build_big_run(url: str, samples: int) -> str:
 
 
 def build_many_runs(url: str, runs: int) -> None:
-    from greentrack.report.synthetic import DeviceSpec, SyntheticRun, write_runs
+    from greentrack.testing.synthetic import DeviceSpec, SyntheticRun, write_runs
 
     devices = [
         DeviceSpec("gpu:0", "gpu", 250.0, "counter", "NVIDIA A100"),

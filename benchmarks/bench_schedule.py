@@ -24,8 +24,8 @@ import numpy as np
 
 from greentrack.carbon.csvsource import load_csv
 from greentrack.carbon.series import IntensitySeries, Provenance
-from greentrack.schedule import plan_series
-from greentrack.schedule_study import study_series
+from greentrack.scheduling.planner import plan_series
+from greentrack.scheduling.study import study_series
 
 DATA = (
     Path(sys.argv[1])

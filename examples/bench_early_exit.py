@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import argparse
 
-from greentrack.workloads.bench import format_table, run_bench
+from greentrack.workloads.bench import run_bench
+from greentrack.workloads.output import format_table
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from greentrack.carbon.accounting import account_samples, static_co2e_g
 from greentrack.carbon.csvsource import load_csv
-from greentrack.carbon.sources import get_source
+from greentrack.carbon.registry import get_source
 from greentrack.carbon.static import static_intensity
 from greentrack.carbon.whatif import whatif
 

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from greentrack.schedule import PowerProfile, format_plan, plan, should_pause
+from greentrack.scheduling.plan import should_pause
+from greentrack.scheduling.planner import format_plan, plan
+from greentrack.scheduling.profile import PowerProfile
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "grid-intensity"
 csv = Path(sys.argv[1]) if len(sys.argv) > 1 else DATA / "electricitymaps" / "ES_2022_hourly.csv"

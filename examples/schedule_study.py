@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from greentrack.schedule import format_study, save_study_plot, study_files
+from greentrack.scheduling.study import format_study, study_files
+from greentrack.scheduling.study_plot import save_study_plot
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument(

@@ -22,14 +22,14 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "track": "greentrack.tracker",
-    "Run": "greentrack.tracker",
-    "RunSummary": "greentrack.tracker",
-    "ComponentEnergy": "greentrack.tracker",
-    "PhaseSummary": "greentrack.tracker",
-    "current_run": "greentrack.tracker",
-    "active_runs": "greentrack.tracker",
-    "plan": "greentrack.schedule",
-    "study": "greentrack.schedule",
+    "Run": "greentrack.run",
+    "RunSummary": "greentrack.summary",
+    "ComponentEnergy": "greentrack.summary",
+    "PhaseSummary": "greentrack.summary",
+    "current_run": "greentrack.lifecycle",
+    "active_runs": "greentrack.lifecycle",
+    "plan": "greentrack.scheduling.planner",
+    "study": "greentrack.scheduling.study",
     "runs_frame": "greentrack.report.frames",
     "samples_frame": "greentrack.report.frames",
     "count_flops": "greentrack.workloads.flops",
@@ -38,15 +38,10 @@ _LAZY = {
 __all__ = ["GreentrackError", "errors", *sorted(_LAZY)]
 
 if TYPE_CHECKING:
-    from greentrack.tracker import (  # noqa: F401
-        ComponentEnergy,
-        PhaseSummary,
-        Run,
-        RunSummary,
-        active_runs,
-        current_run,
-        track,
-    )
+    from greentrack.lifecycle import active_runs, current_run  # noqa: F401
+    from greentrack.run import Run  # noqa: F401
+    from greentrack.summary import ComponentEnergy, PhaseSummary, RunSummary  # noqa: F401
+    from greentrack.tracker import track  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -14,6 +14,12 @@ Example ``~/.greentrack/config.toml``::
     cpu_share = "machine"    # estimates: machine-wide load, or "process" (this job's tree)
     cloud_metadata = false   # ask the cloud metadata server for the region (network!)
 
+    [embodied]               # manufacturing emissions, amortised per run (README: Embodied)
+    lifetime_years = 4       # expected lifespan of the hardware
+    node = "*"               # count the node's chassis/board too (a row of embodied.csv)
+    [embodied.kg]
+    "gpu:h100" = 350         # override or add a table row, kg CO2e per device
+
     [providers.electricitymaps]
     token = "..."            # or ELECTRICITYMAPS_TOKEN
     [providers.watttime]
@@ -41,6 +47,7 @@ __all__ = [
     "Config",
     "check_checkpoint_s",
     "check_cpu_share",
+    "check_embodied",
     "check_flush_timeout_s",
     "check_interval_s",
     "load_config",
@@ -68,6 +75,22 @@ KNOWN_KEYS = (
     "cloud_metadata",
     "cpu_share",
     "providers",
+    "embodied",
+    "integrations",
+)
+#: Keys of the ``[embodied]`` section (see :mod:`greentrack.carbon.embodied`).
+KNOWN_EMBODIED_KEYS = (
+    "enabled",
+    "lifetime_years",
+    "utilisation",
+    "table",
+    "kg",
+    "node",
+    "node_share",
+    "cpu_sockets",
+    "cpu_socket_share",
+    "cpu_die_mm2",
+    "ram_gib",
 )
 #: ``[providers.NAME]`` sections and the keys greentrack reads in them.
 KNOWN_PROVIDER_KEYS: dict[str, tuple[str, ...]] = {
@@ -132,6 +155,10 @@ class Config:
     cloud_metadata: bool = False
     cpu_share: str = "machine"
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The ``[embodied]`` section, checked (lifetime, utilisation, node, ``kg`` overrides...).
+    embodied: dict[str, Any] = field(default_factory=dict)
+    #: The ``[integrations]`` section: integration name -> on (``mlflow = true``).
+    integrations: dict[str, bool] = field(default_factory=dict)
 
     @property
     def spool_dir(self) -> Path:
@@ -324,7 +351,52 @@ def load_config(env: dict[str, str] | None = None) -> Config:
             "GREENTRACK_CPU_SHARE" if env.get("GREENTRACK_CPU_SHARE") else f"{path}: cpu_share",
         ),
         providers=providers,
+        embodied=check_embodied(data.get("embodied") or {}, f"{path}: [embodied]"),
+        integrations=check_integrations(data.get("integrations") or {}, f"{path}: [integrations]"),
     )
+
+
+def check_integrations(section: Any, what: str = "[integrations]") -> dict[str, bool]:
+    """The ``[integrations]`` section: each key an integration, each value true or false."""
+    if not isinstance(section, dict):
+        raise ConfigError(f"{what} must be a table, e.g. mlflow = true")
+    for key, value in section.items():
+        if not isinstance(value, bool):
+            raise ConfigError(f"{what}: {key} = {value!r}; write {key} = true or {key} = false")
+    return dict(section)
+
+
+def check_embodied(section: Any, what: str = "[embodied]") -> dict[str, Any]:
+    """The ``[embodied]`` section with its numbers checked; a bad one is a one-line
+    :class:`ConfigError` naming the key and what it takes."""
+    if not isinstance(section, dict):
+        raise ConfigError(f"{what} must be a table of settings, e.g. lifetime_years = 5")
+    out: dict[str, Any] = {}
+    for key, value in section.items():
+        if key not in KNOWN_EMBODIED_KEYS:
+            _warn_once(f"{what}: unknown key {key!r} (ignored){_closest(key, KNOWN_EMBODIED_KEYS)}")
+            continue
+        if key in ("table", "node"):
+            out[key] = str(value)
+        elif key == "enabled":
+            out[key] = bool(value)
+        elif key == "kg":
+            if not isinstance(value, dict):
+                raise ConfigError(f'{what}: kg must be a table: [embodied.kg] "gpu:h100" = 350')
+            out[key] = dict(value)
+        else:
+            try:
+                if isinstance(value, bool):
+                    raise TypeError
+                x = float(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{what}: {key}={value!r} is not a number") from None
+            share = key in ("utilisation", "node_share", "cpu_socket_share")
+            if not math.isfinite(x) or x <= 0 or (share and x > 1):
+                limit = "in (0, 1]" if share else "> 0"
+                raise ConfigError(f"{what}: {key}={value!r} must be {limit}")
+            out[key] = x
+    return out
 
 
 CPU_SHARES = ("machine", "process")

@@ -36,7 +36,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import re
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
@@ -47,9 +46,9 @@ from typing import Any
 from greentrack import hardware
 from greentrack.config import Config
 from greentrack.meters.base import Meter
+from greentrack.store.rank_events import JOINED_SOURCE, joined_message
 
 __all__ = [
-    "JOINED_SOURCE",
     "Layout",
     "Placement",
     "env_layout",
@@ -57,7 +56,6 @@ __all__ = [
     "event_id",
     "joined_event",
     "open_placement_meters",
-    "parse_joined",
     "place",
     "propose_gpus",
 ]
@@ -203,7 +201,7 @@ def _process_group() -> Any | None:
 def _visible_gpus(env: Mapping[str, str]) -> list[str]:
     """UUIDs (or NVML indices when nameless) of the GPUs this process sees, in CUDA order."""
     from greentrack.errors import MeterError
-    from greentrack.meters.nvml import list_gpus
+    from greentrack.meters.nvml_devices import list_gpus
 
     try:
         return [g.uuid or str(g.index) for g in list_gpus(env=env)]
@@ -370,10 +368,6 @@ def place(
 
 
 # -- what the store records of each rank ----------------------------------------------------------
-JOINED_SOURCE = "rank"
-"""``events.source`` of the event each rank of a shared distributed run writes when it joins."""
-
-_JOINED = re.compile(r"rank (\d+) on (\S+) joined(?:; (.*))?", re.S)
 
 
 def event_id(run_id: str, source: str, message: str, occurrence: int = 0) -> str:
@@ -404,12 +398,11 @@ def joined_event(placement: Placement, run_id: str, t_s: float) -> dict[str, Any
     Every rank writes one (level ``info``, source :data:`JOINED_SOURCE`, id from
     :func:`event_id` of its rank), even one that measures nothing and so writes no component
     row: ``processes`` in the run object lists every rank that joined (see
-    :func:`parse_joined`), with 0 J and who measured its devices.
+    :func:`greentrack.store.rank_events.parse_joined`), with 0 J and who measured its devices.
     """
     if placement.world_size <= 1 or not placement.shared:
         return None
-    note = joined_note(placement)
-    message = f"rank {placement.rank} on {placement.host} joined" + (f"; {note}" if note else "")
+    message = joined_message(placement.rank, placement.host, joined_note(placement))
     return {
         "id": event_id(run_id, JOINED_SOURCE, f"rank {placement.rank}"),
         "t_s": t_s,
@@ -417,14 +410,6 @@ def joined_event(placement: Placement, run_id: str, t_s: float) -> dict[str, Any
         "source": JOINED_SOURCE,
         "message": message,
     }
-
-
-def parse_joined(message: str) -> tuple[int, str, str | None] | None:
-    """(rank, host, note) of a :func:`joined_event` message, or None for another message."""
-    m = _JOINED.fullmatch(message.strip())
-    if m is None:
-        return None
-    return int(m.group(1)), m.group(2), m.group(3) or None
 
 
 def open_placement_meters(config: Config, placement: Placement) -> list[Meter]:

@@ -1,17 +1,17 @@
-"""What this host is made of: CPU model and count, installed RAM, NVIDIA GPU models.
+"""What this host is made of: CPU model and count, installed RAM, host name.
 
 Every helper is cheap (no torch import, no subprocess, no network) and never raises for a missing
-piece of hardware: an unknown CPU model is ``"unknown"``, no NVIDIA driver means no GPUs.
-Used for run metadata and by the estimating meters (:mod:`greentrack.meters.estimate`).
+piece of hardware: an unknown CPU model is ``"unknown"``. Used for run metadata and by the
+meters (:mod:`greentrack.meters`); the GPUs are the meters' own business
+(:func:`greentrack.meters.nvml_devices.gpu_models`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["cpu_count", "cpu_model", "gpu_models", "hostname", "ram_total_gib"]
+__all__ = ["cpu_count", "cpu_model", "hostname", "ram_total_gib"]
 
 _PROC_CPUINFO = Path("/proc/cpuinfo")
 
@@ -64,23 +64,3 @@ def ram_total_gib() -> float:
 
     return psutil.virtual_memory().total / 2**30
 
-
-def gpu_models(*, visible_only: bool = True, env: Mapping[str, str] | None = None) -> list[str]:
-    """Model names of the NVIDIA GPUs, e.g. ``["NVIDIA H100 80GB HBM3"]``; ``[]`` without NVML.
-
-    Args:
-        visible_only: only the GPUs this process may use (``CUDA_VISIBLE_DEVICES``), in NVML
-            index order — the ones greentrack measures.
-        env: environment to read ``CUDA_VISIBLE_DEVICES`` from (default ``os.environ``).
-
-    Never raises: a missing library or driver, or any NVML error, gives ``[]``.
-    """
-    from greentrack.errors import MeterError
-
-    try:
-        from greentrack.meters.nvml import list_gpus
-
-        gpus = list_gpus(visible_only=visible_only, env=env)
-    except (MeterError, ImportError, OSError):
-        return []
-    return [g.name for g in gpus]

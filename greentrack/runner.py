@@ -45,21 +45,24 @@ def run_command(
     source: str | None = None,
     csv: Sequence[str] | None = None,
     csv_options: Mapping[str, Any] | None = None,
+    integrations: Mapping[str, Any] | None = None,
     out: IO[str] | None = None,
 ) -> int:
     """Run ``argv`` tracked; return its exit code.
 
     Args:
         source, csv, csv_options: the intensity source the run is accounted on (as for
-            :class:`~greentrack.tracker.Run`); a scheduled command passes its plan's.
+            :class:`~greentrack.run.Run`); a scheduled command passes its plan's.
         out: where the closing summary line goes (default: stderr).
+        integrations: the integrations' keywords (``{"prometheus_port": 9464}``), as ``track()``
+            takes them (see :mod:`greentrack.lifecycle`).
         on_started: called with ``(run, child)`` once the child runs; it may return an object with
             ``poll()`` (called every 0.2 s while waiting, e.g. a SIGSTOP/SIGCONT pause controller)
             and ``release()`` (called before signals are forwarded and at the end).
     """
     from greentrack.config import load_config
     from greentrack.metadata import mask_argv, secret_values
-    from greentrack.tracker import Run
+    from greentrack.run import Run
 
     if not argv:
         raise ConfigError("no command given: greentrack run [OPTIONS] -- CMD [ARGS...]")
@@ -78,6 +81,7 @@ def run_command(
         source=source,
         csv=list(csv or []),
         csv_options=csv_options,
+        integrations=integrations,
     )
     if plan:
         run.set_plan(plan)
@@ -143,7 +147,7 @@ def summary_line(summary: Any, code: int | None = None) -> str:
     """One line for a finished run: ``greentrack: run 3f2a1b2c finished (exit 0) in 2.1 s:
     41.5 J [counter,estimated], CO2e 0.0198 g (codecarbon-static ES); greentrack show 3f2a1b2c``.
 
-    ``summary`` is a :class:`~greentrack.tracker.RunSummary`; energy is device energy (before
+    ``summary`` is a :class:`~greentrack.summary.RunSummary`; energy is device energy (before
     PUE), the methods are its components' (counter, sampled, estimated).
     """
     from greentrack.units import format_co2e, format_energy

@@ -198,8 +198,12 @@ class Sampler:
             self.on_checkpoint(self.take_pending())
 
     # -- threads -------------------------------------------------------------------------------
-    def start(self) -> None:
-        """Baseline every meter and start the sampling and checkpoint threads."""
+    def start(self, on_baseline: Callable[[float, float], None] | None = None) -> None:
+        """Baseline every meter and start the sampling and checkpoint threads.
+
+        ``on_baseline(t0_mono, t0_wall)`` is called with the baseline's times (s) before the
+        threads start, so nothing they build can see a run without its start time.
+        """
         with self._lock:
             mono, wall = self.clock()
             self.t0_mono, self.t0_wall = mono, wall
@@ -211,6 +215,8 @@ class Sampler:
                     self._failed.add(i)
                     self._warn(meter.name, f"{meter.name} meter unavailable: {_why(e)}")
             self._read(mono, wall, keep_all=True)
+        if on_baseline is not None:  # before any checkpoint can be built from it
+            on_baseline(mono, wall)
         self._thread = threading.Thread(target=self._loop, name="greentrack-sampler", daemon=True)
         self._writer = threading.Thread(
             target=self._write_loop, name="greentrack-checkpoint", daemon=True

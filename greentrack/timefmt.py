@@ -9,6 +9,8 @@
 * **Durations** -> seconds: a number and a unit, ``s``, ``m``/``min``, ``h``, ``d`` or ``w``,
   possibly several (``24h``, ``90m``, ``1h30m``, ``2d``, ``10min``); ISO 8601 (``PT6H``,
   ``P1DT12H``); numbers are seconds. Durations are physical: a day across a DST change is 24 h.
+* **Since** (``--since``) -> a naive UTC datetime: a duration ago (``7d``) or a time
+  (:func:`parse_since`).
 
 Every error is one line saying what was wrong and what to write instead. The error class is the
 caller's (``ConfigError`` by default; the scheduler raises ``ScheduleError``).
@@ -19,12 +21,12 @@ from __future__ import annotations
 import math
 import re
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from greentrack.errors import ConfigError, GreentrackError
 
-__all__ = ["format_time", "iso_utc", "parse_duration", "parse_time", "time_zone"]
+__all__ = ["format_time", "iso_utc", "parse_duration", "parse_since", "parse_time", "time_zone"]
 
 _UNIT_S = {"w": 604800.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "min": 60.0, "s": 1.0}
 _PART_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(w|d|h|min|m|s)", re.IGNORECASE)
@@ -177,3 +179,18 @@ def iso_utc(t_s: float) -> str:
 def format_time(t_s: float) -> str:
     """Epoch seconds -> ``2022-03-01T08:00:00Z``, rounded to the second (plans, countdowns)."""
     return datetime.fromtimestamp(round(float(t_s)), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_since(text: str) -> datetime:
+    """``7d``, ``12h``, ``30m`` ago, or an ISO date/time (UTC when naive) -> naive UTC."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    try:
+        return now - timedelta(seconds=parse_duration(text))
+    except ConfigError:
+        pass
+    try:
+        return datetime.fromtimestamp(parse_time(text), UTC).replace(tzinfo=None)
+    except (ConfigError, OverflowError, OSError, ValueError):
+        raise ConfigError(
+            f"--since {text!r} is neither a duration (7d, 12h, 30m) nor an ISO date (2026-01-31)"
+        ) from None

@@ -700,7 +700,7 @@ def test_a_run_killed_right_after_start_is_synced_as_crashed(tmp_path) -> None:
 def test_the_start_marker_is_gone_once_the_run_is_in_the_store(tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     with gt.track("m", db=url, meters=[ReplayMeter([(0.0, {"gpu:0": 1.0})])]) as run:
-        marker = run._spool.dir / f"{run.id}.0.start.jsonl"
+        marker = run._delivery.spool.dir / f"{run.id}.0.start.jsonl"
         assert marker.exists() or stored_run(url, run.id)  # durable when start() returned
     assert not marker.exists()
     assert stored_run(url, run.id)["status"] == "finished"
@@ -726,9 +726,9 @@ def test_a_write_stuck_on_a_frozen_database_mid_run_is_aborted_and_spooled(
     """The store freezes mid-run: the stuck checkpoint write is aborted by the sampling thread
     after WRITE_DEADLINE_S (1 s here instead of 60 s), spooled with a warning, and everything
     lands exactly once the store answers again."""
-    from greentrack import tracker
+    from greentrack.store import delivery
 
-    monkeypatch.setattr(tracker, "WRITE_DEADLINE_S", 1.0)
+    monkeypatch.setattr(delivery, "WRITE_DEADLINE_S", 1.0)
     proxy, url = attack_proxy
     upgrade(url)
     meter = ReplayMeter([(0.0, {"gpu:0": POWER_W})])

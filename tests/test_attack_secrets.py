@@ -25,7 +25,7 @@ from greentrack.config import load_config
 from greentrack.meters import ReplayMeter
 from greentrack.security import Masker, env_secrets, mask_secrets
 from greentrack.store.dbapi import parse_url
-from greentrack.store.writer import Spool
+from greentrack.store.spool import Spool
 
 # letters, digits and dashes only: the same in JSON, CSV, HTML and LaTeX, so a grep finds them
 DB_PW = "DbPass5521xq"
@@ -238,12 +238,12 @@ def test_a_spool_made_while_the_salt_could_not_be_written_is_found_later(
     masked URL; once the salt exists, that folder is moved into the salted one."""
     from tests_helpers import checkpoint
 
-    from greentrack.store import writer
+    from greentrack.store import spool as spool_mod
 
     url = f"sqlite:///{tmp_path / 'store.db'}"
     root = tmp_path / "home" / "spool"
     with monkeypatch.context() as m:
-        m.setattr(writer, "_spool_salt", lambda path: "")
+        m.setattr(spool_mod, "_spool_salt", lambda path: "")
         early = Spool.for_store(root, url)
         early.append(checkpoint("ab" * 16, energy_j=3.0))
     later = Spool.for_store(root, url)

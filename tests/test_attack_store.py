@@ -27,9 +27,11 @@ from greentrack.cli import main
 from greentrack.config import load_config
 from greentrack.meters import ReplayMeter
 from greentrack.store import queries
+from greentrack.store.checkpoint import Checkpoint
 from greentrack.store.dbapi import connect
 from greentrack.store.schema import SCHEMA_REVISION, upgrade
-from greentrack.store.writer import SPOOL_FORMAT, Checkpoint, Spool, StoreWriter
+from greentrack.store.spool import SPOOL_FORMAT, Spool, from_line, to_line
+from greentrack.store.writer import StoreWriter
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -181,7 +183,7 @@ def test_full_disk_during_a_run_loses_nothing(tmpfs, gt_home: Path, tmp_path: Pa
 
 def _parses(line: bytes) -> bool:
     try:
-        Checkpoint.from_json(line.decode())
+        from_line(line.decode())
         return True
     except ValueError:
         return False
@@ -232,8 +234,9 @@ def test_spool_replayed_twice_stores_every_metric_once(store_url: str, tmp_path:
 
 _KILLABLE_SYNC = """
 import sys, time
+import greentrack.store.spool as spool
 import greentrack.store.writer as w
-w._REPLAY_BATCH_SAMPLES = 1  # one transaction per checkpoint
+spool._REPLAY_BATCH_SAMPLES = 1  # one transaction per checkpoint
 real_write, done, half = w.StoreWriter.write, [], int(sys.argv[2])
 def write(self, cp):
     out = real_write(self, cp)
@@ -311,7 +314,7 @@ def test_newer_spool_format_is_kept_and_sync_fails_with_the_version(sqlite_url: 
     spool = Spool.for_store(load_config().spool_dir, sqlite_url)
     spool.append(checkpoint("12" * 16, energy_j=3.0))  # a line this greentrack reads
     path = spool.pending()[0]
-    newer = json.loads(checkpoint("12" * 16, 2, energy_j=9.0).to_json())
+    newer = json.loads(to_line(checkpoint("12" * 16, 2, energy_j=9.0)))
     newer["v"] = SPOOL_FORMAT + 7
     with path.open("a") as f:
         f.write(json.dumps(newer) + "\n")

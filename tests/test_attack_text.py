@@ -22,7 +22,7 @@ from greentrack.config import load_config
 from greentrack.errors import ConfigError, GreentrackError
 from greentrack.meters import ReplayMeter
 from greentrack.store import queries
-from greentrack.store.writer import Spool
+from greentrack.store.spool import Spool
 
 BAD = ["\ud800", "a\x00b", "x\udcff"]
 

@@ -16,7 +16,11 @@ torch = pytest.importorskip("torch")
 from click.testing import CliRunner  # noqa: E402
 
 from greentrack.cli import main  # noqa: E402
+from greentrack.errors import ConfigError  # noqa: E402
+from greentrack.report.pareto import pareto_front  # noqa: E402
 from greentrack.workloads import bench as B  # noqa: E402
+from greentrack.workloads import builders, output  # noqa: E402
+from greentrack.workloads.results import BenchResult  # noqa: E402
 from greentrack.workloads.sweep import AttentionSweep, SweepPoint, crossover_length  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,7 +63,7 @@ def test_tiny_suite_runs_every_workload(tiny_run):
     result, _ = tiny_run
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
-    assert [r["workload"] for r in rows] == list(B.WORKLOADS)
+    assert [r["workload"] for r in rows] == list(builders.WORKLOADS)
     for r in rows:
         assert list(r)[: len(JSON_KEYS)] == JSON_KEYS
         assert 0.0 <= r["accuracy"] <= 1.0
@@ -68,7 +72,7 @@ def test_tiny_suite_runs_every_workload(tiny_run):
         for key in ("train_energy_j", "inference_energy_j_per_1k", "inference_time_s_per_1k"):
             assert math.isfinite(r[key]) and r[key] >= 0
         assert r["energy_method"] == "estimated"  # no RAPL, no GPU here
-        assert r["baseline"] in (None, *B.WORKLOADS)
+        assert r["baseline"] in (None, *builders.WORKLOADS)
     by = {r["workload"]: r for r in rows}
     assert by["early_exit"]["baseline"] == "transformer_shapes"
     assert by["moe"]["params_active"] < by["moe"]["params_total"]
@@ -86,7 +90,7 @@ def test_tiny_suite_runs_are_stored_in_project_bench(tiny_run):
     conn = open_store(db)
     try:
         runs = list_runs(conn, project="bench", limit=None)
-        assert sorted(r["name"] for r in runs) == sorted(B.WORKLOADS)
+        assert sorted(r["name"] for r in runs) == sorted(builders.WORKLOADS)
         assert all(r["status"] == "finished" for r in runs)
         one = get_run(conn, runs[0]["id"])
     finally:
@@ -98,10 +102,10 @@ def test_tiny_suite_runs_are_stored_in_project_bench(tiny_run):
 
 
 def test_only_adds_baselines_and_prerequisites():
-    assert B._resolve(["early_exit"]) == ["transformer_shapes", "early_exit"]
-    assert B._resolve(["prune_csr"]) == ["transformer_shapes", "prune", "prune_csr"]
-    assert B._resolve(["dfa", "linear_attention_sweep"]) == ["backprop_mlp", "dfa"]
-    assert B._resolve(None) == list(B.WORKLOADS)
+    assert builders.resolve(["early_exit"]) == ["transformer_shapes", "early_exit"]
+    assert builders.resolve(["prune_csr"]) == ["transformer_shapes", "prune", "prune_csr"]
+    assert builders.resolve(["dfa", "linear_attention_sweep"]) == ["backprop_mlp", "dfa"]
+    assert builders.resolve(None) == list(builders.WORKLOADS)
 
 
 def test_unknown_workload_suite_or_device_is_a_one_line_error():
@@ -110,7 +114,7 @@ def test_unknown_workload_suite_or_device_is_a_one_line_error():
     assert r.exit_code == 1
     assert r.output.startswith("Error: unknown workload 'warp_drive'; choose from")
     assert "Traceback" not in r.output
-    with pytest.raises(B.ConfigError, match="unknown suite"):
+    with pytest.raises(ConfigError, match="unknown suite"):
         B.run_bench("huge")
     if not torch.cuda.is_available():
         r = runner.invoke(main, ["bench", "--tiny", "--device", "cuda", "--no-progress"])
@@ -125,29 +129,29 @@ def test_help_has_summary_and_example():
 
 def _result(name, baseline, energy, time_s, acc, method="estimated"):
     ab = 2.0 / time_s if baseline else None
-    return B.BenchResult(name, baseline, "shapes", acc, 100, 50, 1e6, 10.0, energy, None,
+    return BenchResult(name, baseline, "shapes", acc, 100, 50, 1e6, 10.0, energy, None,
                          method, 1.0, time_s, time_s, time_s, ab, "id", {"k": 1})  # fmt: skip
 
 
 def test_table_shows_ratios_methods_and_the_estimate_caveat():
     rows = [_result("base", None, 10.0, 2.0, 0.9), _result("fast", "base", 4.0, 0.5, 0.89)]
-    text = B.format_table(rows)
+    text = output.format_table(rows)
     assert "x2.50" in text and "x4.00" in text  # energy and A/B time: baseline / this
     assert "estimated" in text and "machine-wide CPU load" in text
     assert "notes:" in text
-    counted = B.format_table([_result("base", None, 10.0, 2.0, 0.9, method="counter")])
+    counted = output.format_table([_result("base", None, 10.0, 2.0, 0.9, method="counter")])
     assert "machine-wide CPU load" not in counted
 
 
 def test_results_json_puts_documented_keys_first():
-    row = B.results_json([_result("base", None, 10.0, 2.0, 0.9)])[0]
+    row = output.results_json([_result("base", None, 10.0, 2.0, 0.9)])[0]
     assert list(row)[: len(JSON_KEYS)] == JSON_KEYS
     assert row["inference_time_s_per_1k"] == 2.0
 
 
 def test_pareto_front():
     pts = [(1.0, 0.5), (2.0, 0.9), (3.0, 0.8), (0.5, 0.4), (2.0, 0.7)]
-    assert B.pareto_front(pts) == [0, 1, 3]
+    assert sorted(pareto_front(pts)) == [0, 1, 3]  # the one implementation, by energy
 
 
 def _pt(kind, L, t):
@@ -187,10 +191,10 @@ def test_plot_needs_matplotlib_or_writes_a_png(tmp_path):
     out = tmp_path / "pareto.png"
     rows = [_result("base", None, 10.0, 2.0, 0.9), _result("fast", "base", 4.0, 0.5, 0.89)]
     if importlib.util.find_spec("matplotlib") is None:
-        with pytest.raises(B.ConfigError, match="pip install"):
+        with pytest.raises(ConfigError, match="pip install"):
             B.bench("tiny", ["early_exit"], plot_path=str(out), progress=False)
     else:
-        B.plot_pareto(rows, str(out))
+        output.plot_pareto(rows, str(out))
         assert out.read_bytes()[:4] == b"\x89PNG"
 
 

@@ -19,13 +19,12 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import pytest
 
-from greentrack.carbon.providers import (
-    ElectricityMapsSource,
-    UKCarbonIntensitySource,
-    WattTimeSource,
-)
-from greentrack.carbon.sources import FallbackSource, get_source
+from greentrack.carbon.base import FallbackSource
+from greentrack.carbon.electricitymaps import ElectricityMapsSource
+from greentrack.carbon.registry import get_source
 from greentrack.carbon.static import static_intensity
+from greentrack.carbon.uk import UKCarbonIntensitySource
+from greentrack.carbon.watttime import WattTimeSource
 from greentrack.config import load_config
 from greentrack.errors import ProviderError
 

@@ -22,6 +22,7 @@ from greentrack.carbon.static import static_intensity
 from greentrack.cli import main
 from greentrack.errors import ConfigError, IntensityDataError
 from greentrack.meters import ReplayMeter
+from greentrack.report.model import methods_label
 from greentrack.store import queries
 from greentrack.units import J_PER_KWH
 
@@ -217,7 +218,7 @@ def test_cli_run_accounts_on_a_csv_with_layout_options_and_says_so(tmp_path):
     # 17.9: one closing line on stderr with the id, energy, method and CO2e
     (line,) = [x for x in proc.stderr.splitlines() if x.startswith("greentrack: run ")]
     assert line.startswith(f"greentrack: run {shown['id'][:8]} finished (exit 0) in ")
-    assert "[" + queries.methods_label(shown) + "]" in line
+    assert "[" + methods_label(shown) + "]" in line
     assert "CO2e " in line and "(csv US-CAL-CISO)" in line
     assert line.endswith(f"greentrack show {shown['id'][:8]}")
 
@@ -278,9 +279,9 @@ def test_every_command_taking_csv_takes_the_same_layout_options(command):
 def test_phase_occurrences_beyond_the_kept_ones_still_count_in_the_total(sqlite_url, monkeypatch):
     """Only the first occurrences of a path are accounted one by one (bounded memory); the rest
     are booked together, so the path's CO2e still covers its whole energy."""
-    from greentrack import tracker
+    from greentrack import run as run_module
 
-    monkeypatch.setattr(tracker, "_SPANS_MAX", 4)
+    monkeypatch.setattr(run_module, "_SPANS_MAX", 4)
     with gt.track("many", region="ES", db=sqlite_url, meters=[replay()]) as run:
         for _ in range(11):
             with run.phase("step"):

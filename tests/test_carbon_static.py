@@ -8,8 +8,8 @@ import json
 import pytest
 
 from greentrack.carbon._data import codecarbon_data_dir
-from greentrack.carbon.sources import get_source, static_annual
-from greentrack.carbon.static import StaticSource, static_intensity
+from greentrack.carbon.registry import get_source
+from greentrack.carbon.static import StaticSource, static_annual, static_intensity
 from greentrack.errors import IntensityError, ProviderError, UnknownRegionError
 
 DATA = codecarbon_data_dir()

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from greentrack.carbon.sources import get_source
+from greentrack.carbon.registry import get_source
 from greentrack.carbon.static import static_intensity
 from greentrack.carbon.whatif import whatif, whatif_run
 from greentrack.errors import ConfigError, IntensityDataError
@@ -52,6 +52,9 @@ def test_other_region_scales_by_the_static_ratio():
         "start": "2022-03-01T00:00:00Z",
         "co2e_g": fr.co2e_g,
         "original_co2e_g": es.co2e_g,
+        "embodied_g": None,  # not from a stored run: no embodied figure
+        "saving": f"saves {es.co2e_g - fr.co2e_g:.4g} g of {es.co2e_g:.4g} g (operational only; "
+        "no embodied figure for this run)",
         "source": fr.provenance.to_dict(),
     }
     assert fr.shift_s == 0.0 and fr.account is not None

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from greentrack.cli import main
 from greentrack.report.site import build_site
 from greentrack.report.svgchart import Band, Line, line_chart, nice_ticks, time_ticks
-from greentrack.report.synthetic import DeviceSpec, SyntheticRun, demo_project, write_runs
+from greentrack.testing.synthetic import DeviceSpec, SyntheticRun, demo_project, write_runs
 
 
 def runs_blob(index: Path) -> dict:

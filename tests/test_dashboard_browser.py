@@ -21,7 +21,7 @@ import pytest
 
 from greentrack.report.pricetag import make_report
 from greentrack.report.site import build_site
-from greentrack.report.synthetic import demo_project, write_runs
+from greentrack.testing.synthetic import demo_project, write_runs
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
 

@@ -3,7 +3,7 @@
 A scripted procfs (``tests/fakes/procfs.py``, ``GREENTRACK_PROCFS``) shows four machines: a
 laptop i7, a 2-socket Xeon server, a 4-vCPU slice of a 64-core EPYC (``hypervisor`` flag) and a
 VM whose model no table knows. Each expected figure is computed here, independently of
-``greentrack.meters.estimate``, from the cited sources:
+``greentrack.meters.estimate`` / ``cpu_model`` / ``cpu_spec``, from the cited sources:
 
 - TDPs: CodeCarbon's ``cpu_power.csv`` (i7-8650U 15 W, Xeon Gold 6148 150 W, EPYC 7763 280 W);
   threads of the EPYC 7763: 128 (AMD's specification, also in Boavizta's ``cpu_specs.csv``);
@@ -28,14 +28,14 @@ from fakes.procfs import EPYC_VM, LAPTOP_I7, MACHINES, UNKNOWN_VM, XEON_2S, Mach
 import greentrack as gt
 from greentrack.errors import MeterError
 from greentrack.meters import CpuEstimateMeter, RamEstimateMeter, open_meters
-from greentrack.meters.estimate import (
+from greentrack.meters.cpu_model import (
     DEFAULT_W_PER_THREAD,
-    cpu_specs_path,
     host_cpu_power_model,
     load_factor,
     read_cpuinfo,
-    system_cpu_times,
 )
+from greentrack.meters.cpu_spec import cpu_specs_path
+from greentrack.meters.estimate import system_cpu_times
 from greentrack.meters.proctree import ProcessTree
 from greentrack.store import queries
 

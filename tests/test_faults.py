@@ -20,9 +20,10 @@ import greentrack as gt
 from greentrack.config import load_config
 from greentrack.meters import ReplayMeter
 from greentrack.store import queries
-from greentrack.store import writer as writer_mod
+from greentrack.store import spool as spool_mod
+from greentrack.store.checkpoint import Checkpoint
 from greentrack.store.schema import upgrade
-from greentrack.store.writer import Checkpoint, Spool
+from greentrack.store.spool import Spool
 
 POWER_W = {"gpu:0": 250.0, "cpu:package-0": 40.0}
 
@@ -167,7 +168,7 @@ def test_database_goes_away_mid_run_and_comes_back(pg_url: str, proxy) -> None:
 
 # -- the spool's disk is full ---------------------------------------------------------------------
 class _FullDisk:
-    """``os`` for greentrack.store.writer, whose ``write`` fails like a full disk."""
+    """``os`` for greentrack.store.spool, whose ``write`` fails like a full disk."""
 
     def __getattr__(self, name: str):
         return getattr(os, name)
@@ -183,7 +184,7 @@ def test_spool_disk_full_keeps_readings_in_memory_until_the_store_is_back(
     blocker = tmp_path / "mnt"
     blocker.write_text("the database volume is not mounted")  # the store is unusable
     url = f"sqlite:///{blocker}/runs.db"
-    monkeypatch.setattr(writer_mod, "os", _FullDisk())  # and the spool's disk is full
+    monkeypatch.setattr(spool_mod, "os", _FullDisk())  # and the spool's disk is full
     steps = 0
     with gt.track("diskfull", db=url, meters=[replay()], interval_s=0.02, checkpoint_s=0.05) as run:
         with run.phase("train"):
@@ -194,7 +195,8 @@ def test_spool_disk_full_keeps_readings_in_memory_until_the_store_is_back(
         run.log(step=1, loss=0.25)
         full = [w for w in run.summary().warnings if "cannot write the spool" in w]
         assert len(full) == 1 and "No space left on device" in full[0]  # said once, clearly
-        assert run._held is not None and len(run._held.samples) > 0  # kept in memory
+        held = run._delivery.held
+        assert held is not None and len(held.samples) > 0  # kept in memory
         blocker.unlink()  # the store is back; the disk is still full
         blocker.mkdir()
     s = run.summary()
@@ -217,12 +219,12 @@ def test_spool_disk_full_then_freed_spools_what_was_held(tmp_path, monkeypatch) 
     blocker = tmp_path / "mnt"
     blocker.write_text("x")
     url = f"sqlite:///{blocker}/runs.db"
-    monkeypatch.setattr(writer_mod, "os", _FullDisk())
+    monkeypatch.setattr(spool_mod, "os", _FullDisk())
     with gt.track("freed", db=url, meters=[replay()], interval_s=0.02, checkpoint_s=0.05) as run:
         time.sleep(0.3)
-        monkeypatch.setattr(writer_mod, "os", os)  # space freed
+        monkeypatch.setattr(spool_mod, "os", os)  # space freed
         time.sleep(0.3)
-        assert run._held is None
+        assert run._delivery.held is None
     s = run.summary()
     blocker.unlink()
     blocker.mkdir()
@@ -289,22 +291,33 @@ def test_gpu_lost_mid_run_freezes_that_gpu_and_records_why(
 def test_rapl_unreadable_mid_run_keeps_the_energy_so_far(
     sqlite_url, fake_powercap, no_nvml, monkeypatch
 ) -> None:
-    with fake_powercap, gt.track("rapl-lost", db=sqlite_url, interval_s=0.02) as run:
+    """The counters are held still around each event the figures depend on (start, failure,
+    stop), so the expected energy is exact whatever the machine's load does to the threads."""
+    fake = fake_powercap
+    t0 = fake.now_s()  # not started yet: the counters hold still while the run takes its baseline
+    with gt.track("rapl-lost", db=sqlite_url, interval_s=0.02) as run:
+        fake.start()
         time.sleep(0.3)
-        fake_powercap.deny(monkeypatch, zones=["intel-rapl:1"])  # permissions changed
-        dram0 = next(z for z, d in fake_powercap.domains.items() if d.device == "dram:package-0")
-        fake_powercap.break_zone(dram0)  # the DRAM zone of socket 0 vanished
-        t_fail = fake_powercap.fake_time_at(time.monotonic())
+        fake.stop()  # the counters hold still ...
+        with run.phase("probe"):  # ... and a fresh read of every meter sees them
+            pass
+        t_fail = fake.now_s()
+        fake.deny(monkeypatch, zones=["intel-rapl:1"])  # permissions changed
+        dram0 = next(z for z, d in fake.domains.items() if d.device == "dram:package-0")
+        fake.break_zone(dram0)  # the DRAM zone of socket 0 vanished
+        fake.start()
         time.sleep(0.4)
+        fake.stop()
+        t1 = fake.now_s()
     obj, _ = stored(sqlite_url, run.id)
     assert obj["status"] == "finished"
+    assert t_fail - t0 > 0.05 and t1 - t_fail > 0.05  # the fake ran (its thread may lag)
     got = {c["device"]: c["energy_j"] for c in obj["components"]}
-    t0, t1 = (fake_powercap.fake_time_at(t) for t in (run.t0_mono, run.t1_mono))
-    slop = 0.1  # the fake's writer thread and the sampling interval
-    assert got["cpu:package-1"] == pytest.approx(50.0 * (t_fail - t0), abs=50.0 * slop)
-    assert got["dram:package-0"] == pytest.approx(7.0 * (t_fail - t0), abs=7.0 * slop)
-    assert got["cpu:package-0"] == pytest.approx(50.0 * (t1 - t0), abs=50.0 * slop)  # goes on
-    assert got["dram:package-1"] == pytest.approx(7.0 * (t1 - t0), abs=7.0 * slop)
+    exact = 1e-3  # the counters' µJ truncation
+    assert got["cpu:package-1"] == pytest.approx(50.0 * (t_fail - t0), abs=exact)
+    assert got["dram:package-0"] == pytest.approx(7.0 * (t_fail - t0), abs=exact)
+    assert got["cpu:package-0"] == pytest.approx(50.0 * (t1 - t0), abs=exact)  # goes on
+    assert got["dram:package-1"] == pytest.approx(7.0 * (t1 - t0), abs=exact)
     failed = {e["message"].split()[0] for e in obj["events"] if "failed" in e["message"]}
     assert failed == {"cpu:package-1", "dram:package-0"}
 

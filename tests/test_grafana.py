@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from greentrack.report.frames import runs_frame
-from greentrack.report.synthetic import SyntheticRun, demo_project, gpu_host, write_runs
 from greentrack.store.dbapi import connect
+from greentrack.testing.synthetic import SyntheticRun, demo_project, gpu_host, write_runs
 
 REPO = Path(__file__).resolve().parents[1]
 DASHBOARDS = sorted((REPO / "dashboards" / "grafana").glob("*.json"))

@@ -32,7 +32,8 @@ def test_concurrent_processes_lose_no_sample(store_url: str, tmp_path: Path) -> 
     assert result.worker_failures == []
     assert result.problems == []  # no "database is locked", nothing spooled
     assert result.runs >= 8 and result.checkpoints > 8 * 10
-    assert result.samples_kept > 8 * 1000  # a real load (~8 x 400 samples/s offered)
+    # a real load (~8 x 400 samples/s offered; a loaded machine keeps fewer, none may be lost)
+    assert result.samples_kept > 8 * 250
     assert result.samples_stored == result.samples_kept and result.lost_samples == 0
     assert result.runs_not_finished == 0 and result.energy_mismatches == 0
     assert result.ok

@@ -10,17 +10,12 @@ import sys
 import pytest
 
 from greentrack import hardware
+from greentrack.meters.cpu_model import CpuPowerModel, CpuTopology, cpu_power_model
+from greentrack.meters.cpu_spec import CpuSpec, cpu_power_table_path, load_tdp_table, match_tdp
 from greentrack.meters.estimate import (
     RAM_W_PER_GIB,
     CpuEstimateMeter,
-    CpuPowerModel,
-    CpuSpec,
-    CpuTopology,
     RamEstimateMeter,
-    cpu_power_model,
-    cpu_power_table_path,
-    load_tdp_table,
-    match_tdp,
     system_cpu_times,
 )
 
@@ -63,7 +58,7 @@ def test_tdp_prefers_the_most_specific_entry_and_refuses_ties():
 
 def test_tdp_table_is_read_without_importing_codecarbon():
     code = (
-        "import sys; from greentrack.meters.estimate import cpu_power_table_path, load_tdp_table;"
+        "import sys; from greentrack.meters.cpu_spec import cpu_power_table_path, load_tdp_table;"
         "t = load_tdp_table(cpu_power_table_path()); assert len(t) > 1000;"
         "assert 'codecarbon' not in sys.modules, 'imported codecarbon'"
     )

@@ -109,7 +109,10 @@ def test_no_global_cache_between_sysfs_roots(tmp_path, monkeypatch, no_nvml):
 
 def test_detect_on_a_bare_host(no_powercap, no_nvml):
     st = _statuses(load_config())
-    assert list(st) == ["nvml", "rapl", "rapl-dram", "cpu-estimate", "ram-estimate"]
+    assert list(st) == [
+        "amdsmi", "hwmon", "apple", "nvml", "accel-estimate", "rapl", "rapl-dram",
+        "cpu-estimate", "ram-estimate", "ipmi", "redfish",
+    ]  # fmt: skip
     assert not st["nvml"].available and "NVML Shared Library Not Found" in st["nvml"].reason
     assert not st["rapl"].available and "no RAPL powercap interface" in st["rapl"].reason
     assert st["cpu-estimate"].available and st["cpu-estimate"].reason.startswith("in use")

@@ -16,9 +16,10 @@ import pynvml
 import pytest
 from fakes.nvml import FakeGpu, FakeNvml
 
-from greentrack import hardware
 from greentrack.errors import MeterError
-from greentrack.meters.nvml import NvmlMeter, list_gpus, visible_gpu_indices
+from greentrack.meters import nvml_devices
+from greentrack.meters.nvml import NvmlMeter
+from greentrack.meters.nvml_devices import list_gpus, visible_gpu_indices
 
 COUNTER_TOL_J = 1e-3  # one mJ of counter truncation
 
@@ -202,17 +203,17 @@ def test_nvml_errors_become_meter_errors_once(monkeypatch):
     assert "nvidia-smi" in str(info.value) and "\n" not in str(info.value)
 
 
-def test_hardware_gpu_models(fake_nvml, monkeypatch):
-    assert hardware.gpu_models() == ["NVIDIA A100-SXM4-80GB", "Tesla P100-PCIE-16GB"]
+def test_gpu_models(fake_nvml, monkeypatch):
+    assert nvml_devices.gpu_models() == ["NVIDIA A100-SXM4-80GB", "Tesla P100-PCIE-16GB"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
-    assert hardware.gpu_models() == ["Tesla P100-PCIE-16GB"]
-    assert len(hardware.gpu_models(visible_only=False)) == 2
+    assert nvml_devices.gpu_models() == ["Tesla P100-PCIE-16GB"]
+    assert len(nvml_devices.gpu_models(visible_only=False)) == 2
     assert [g.device for g in list_gpus()] == ["gpu:1"]
     assert fake_nvml.init_count == 0  # every init balanced by a shutdown
 
 
-def test_hardware_gpu_models_without_nvml(no_nvml):
-    assert hardware.gpu_models() == []
+def test_gpu_models_without_nvml(no_nvml):
+    assert nvml_devices.gpu_models() == []
 
 
 # ---- a real GPU ----------------------------------------------------------------------------

@@ -22,9 +22,8 @@ from click.testing import CliRunner
 from fakes.nvml import FakeGpu, FakeNvml
 
 import greentrack.sampler as sampler_mod
-from greentrack import hardware
 from greentrack.config import load_config
-from greentrack.meters import detect, open_meters
+from greentrack.meters import detect, nvml_devices, open_meters
 from greentrack.meters.nvml import COUNTER_PERIOD_PRIOR_S, NvmlMeter
 
 MJ = 1e-3
@@ -98,7 +97,7 @@ def test_mig_device_is_measured_as_its_parent_and_says_so(monkeypatch):
     got = _read(meter, fake, 2.0)
     assert got == {"gpu:1": pytest.approx(520.0, abs=MJ)}  # the whole parent GPU
     assert fake.calls["nvmlDeviceGetDeviceHandleFromMigDeviceHandle"] >= 1
-    assert hardware.gpu_models() == ["NVIDIA A100-SXM4-80GB"]
+    assert nvml_devices.gpu_models() == ["NVIDIA A100-SXM4-80GB"]
 
 
 def test_unknown_mig_device_names_no_gpu(monkeypatch):

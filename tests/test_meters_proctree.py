@@ -17,7 +17,7 @@ import greentrack as gt
 from greentrack.config import load_config
 from greentrack.errors import ConfigError
 from greentrack.meters import CpuEstimateMeter, open_meters
-from greentrack.meters.estimate import CpuPowerModel, load_factor
+from greentrack.meters.cpu_model import CpuPowerModel, load_factor
 from greentrack.meters.proctree import ProcessTree
 
 HZ = os.sysconf("SC_CLK_TCK")
@@ -135,7 +135,7 @@ def test_process_share_ignores_other_programs_load(monkeypatch) -> None:
         process = _estimate_j("process", 1.0)
     finally:
         os.kill(pid, 9)
-    from greentrack.meters.estimate import host_cpu_power_model
+    from greentrack.meters.cpu_model import host_cpu_power_model
 
     tdp_w = host_cpu_power_model().tdp_w  # the burner's core at least, on the load curve:
     assert machine > tdp_w * load_factor(0.3 / os.cpu_count())  # above idle power (0.12 × TDP)

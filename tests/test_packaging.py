@@ -132,3 +132,32 @@ def test_a_tracked_run_on_the_default_path_loads_nothing_heavy(tmp_path) -> None
                           timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+INTEGRATION_MODULES = ("prometheus_client", "mlflow", "wandb", "tensorboard", "jsonschema")
+
+
+def test_integrations_cost_nothing_when_unused(tmp_path) -> None:
+    """Neither ``import greentrack`` nor a tracked run without integrations imports any
+    integration's package (the registry names them by string; nothing is consulted)."""
+    code = (
+        "import sys, greentrack as gt, greentrack.cli; "
+        "gt.track('t', region='ES').start().stop(); "
+        f"print([m for m in {INTEGRATION_MODULES!r} if m in sys.modules])"
+    )
+    env = dict(
+        os.environ, GREENTRACK_HOME=str(tmp_path), GREENTRACK_DB=f"sqlite:///{tmp_path}/r.db"
+    )
+    env.pop("GREENTRACK_PROMETHEUS_PORT", None)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_wheel_ships_the_boamps_schemas_with_their_licence(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in ("report", "measure", "hardware", "algorithm", "dataset"):
+        assert f"greentrack/data/boamps/{name}_schema.json" in names, name
+    assert "greentrack/data/boamps/LICENSE.md" in names
+    assert "greentrack/data/boamps/README.md" in names

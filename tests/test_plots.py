@@ -14,9 +14,10 @@ from click.testing import CliRunner
 from greentrack.carbon.series import IntensitySeries, Provenance
 from greentrack.cli import main
 from greentrack.errors import ConfigError
-from greentrack.report import plots
-from greentrack.report.data import DeviceSeries, envelope
-from greentrack.report.synthetic import demo_project, write_runs
+from greentrack.report import gridplots, pareto, plotting, runplots
+from greentrack.report.data import envelope
+from greentrack.store.reads import DeviceSeries
+from greentrack.testing.synthetic import demo_project, write_runs
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
 
@@ -74,9 +75,9 @@ def test_power_energy_and_intensity_svg_and_png(tmp_path: Path) -> None:
         {"name": "inner", "path": "train/inner", "t0_s": 1.7e9, "duration_s": 5.0},
     ]
     for suffix in ("svg", "png"):
-        p = plots.plot_power(devs, tmp_path / f"power.{suffix}", phases=phases)
-        e = plots.plot_energy(devs, tmp_path / f"energy.{suffix}", phases=phases)
-        i = plots.plot_intensity(
+        p = runplots.plot_power(devs, tmp_path / f"power.{suffix}", phases=phases)
+        e = runplots.plot_energy(devs, tmp_path / f"energy.{suffix}", phases=phases)
+        i = gridplots.plot_intensity(
             {"start_s": 1.7e9 - 600, "step_s": 3600.0, "g_per_kwh": [200.0, 150.0, 90.0]},
             tmp_path / f"intensity.{suffix}",
             run_start_s=1.7e9,
@@ -87,7 +88,7 @@ def test_power_energy_and_intensity_svg_and_png(tmp_path: Path) -> None:
         )
         for path in (p, e, i):
             (check_svg if suffix == "svg" else check_png)(Path(path))
-    inline = plots.svg_text(plots.plot_power, devs, phases=phases)
+    inline = plotting.svg_text(runplots.plot_power, devs, phases=phases)
     assert inline.startswith("<svg") and "phase: train" in inline and "phase: eval" in inline
     assert "phase: inner" not in inline  # only top-level phases are shaded
     assert "<metadata>" not in inline
@@ -95,27 +96,27 @@ def test_power_energy_and_intensity_svg_and_png(tmp_path: Path) -> None:
 
 def test_a_million_samples_are_drawn_as_an_envelope(tmp_path: Path) -> None:
     d = device(1_000_000, spike_at=777_777)
-    svg = plots.svg_text(plots.plot_power, [d])
+    svg = plotting.svg_text(runplots.plot_power, [d])
     assert "min–max envelope" in svg and "1,000,000 samples" in svg
     assert len(svg) < 600_000  # bounded by the figure's pixels, not by the samples
-    out = plots.plot_energy([d], tmp_path / "e.svg")
+    out = runplots.plot_energy([d], tmp_path / "e.svg")
     assert Path(out).stat().st_size < 600_000
 
 
 def test_pareto_front_and_plot(tmp_path: Path) -> None:
     pts = [(1.0, 0.8), (2.0, 0.85), (1.5, 0.7), (4.0, 0.85), (0.5, 0.6), (3.0, 0.9)]
-    assert plots.pareto_front(pts) == [4, 0, 1, 5]
-    assert plots.pareto_front([(1.0, 0.5), (2.0, 0.3)], higher_is_better=False) == [0, 1]
+    assert pareto.pareto_front(pts) == [4, 0, 1, 5]
+    assert pareto.pareto_front([(1.0, 0.5), (2.0, 0.3)], higher_is_better=False) == [0, 1]
     points = [
         {"energy_kwh": x, "value": y, "label": f"r{i}", "final": i == 5}
         for i, (x, y) in enumerate(pts)
     ]
-    check_png(Path(plots.plot_pareto(points, tmp_path / "p.png")))
-    check_svg(Path(plots.plot_pareto(points, tmp_path / "p.svg", metric="top-1")))
-    inline = plots.svg_text(plots.plot_pareto, points)
+    check_png(Path(pareto.plot_pareto(points, tmp_path / "p.png")))
+    check_svg(Path(pareto.plot_pareto(points, tmp_path / "p.svg", metric="top-1")))
+    inline = plotting.svg_text(pareto.plot_pareto, points)
     assert "log scale" in inline and "Pareto front" in inline and "final runs" in inline
     with pytest.raises(ConfigError, match="no run has both"):
-        plots.plot_pareto([{"energy_kwh": 1.0, "value": None}], tmp_path / "x.png")
+        pareto.plot_pareto([{"energy_kwh": 1.0, "value": None}], tmp_path / "x.png")
 
 
 def _series() -> IntensitySeries:
@@ -129,7 +130,7 @@ def _series() -> IntensitySeries:
 
 
 def test_schedule_plot_from_a_real_plan(tmp_path: Path) -> None:
-    from greentrack.schedule import plan_series
+    from greentrack.scheduling.planner import plan_series
 
     series = _series()
     p = plan_series(
@@ -140,8 +141,8 @@ def test_schedule_plot_from_a_real_plan(tmp_path: Path) -> None:
         within_s=24 * 3600.0,
         min_run_s=3600.0,
     )
-    check_svg(Path(plots.plot_schedule(series, p, tmp_path / "plan.svg")))
-    check_png(Path(plots.plot_schedule(series, p.to_dict(), tmp_path / "plan.png")))
+    check_svg(Path(gridplots.plot_schedule(series, p, tmp_path / "plan.svg")))
+    check_png(Path(gridplots.plot_schedule(series, p.to_dict(), tmp_path / "plan.png")))
     # plain data too: the series as JSON, the plan as `greentrack schedule --format json` prints
     data = {
         "start_s": float(series.start_s[0]),
@@ -149,17 +150,17 @@ def test_schedule_plot_from_a_real_plan(tmp_path: Path) -> None:
         "g_per_kwh": series.g_per_kwh.tolist(),
     }
     plan_json = json.loads(json.dumps(p.to_dict()))
-    inline = plots.svg_text(plots.plot_schedule, data, plan_json)
+    inline = plotting.svg_text(gridplots.plot_schedule, data, plan_json)
     assert "planned run (pause resume)" in inline and "run now" in inline and "deadline" in inline
     with pytest.raises(ConfigError, match="no segments"):
-        plots.plot_schedule(data, {"segments": []}, tmp_path / "bad.svg")
+        gridplots.plot_schedule(data, {"segments": []}, tmp_path / "bad.svg")
 
 
 def test_bad_targets_are_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot write a 'gif' figure"):
-        plots.plot_power([device(10)], tmp_path / "x.gif")
+        runplots.plot_power([device(10)], tmp_path / "x.gif")
     with pytest.raises(ConfigError, match="no samples"):
-        plots.plot_power([], tmp_path / "x.svg")
+        runplots.plot_power([], tmp_path / "x.svg")
 
 
 def invoke(*args: str) -> tuple[int, str]:
@@ -196,7 +197,7 @@ def test_plot_command_every_kind(sqlite_url: str, tmp_path: Path) -> None:
     assert code == 0, out
     check_png(tmp_path / "pareto.png")
     # a schedule plan from JSON over a CSV series
-    from greentrack.schedule import plan_series
+    from greentrack.scheduling.planner import plan_series
 
     csv_path = tmp_path / "ES.csv"
     s = _series()
@@ -246,8 +247,9 @@ def test_plot_command_every_kind(sqlite_url: str, tmp_path: Path) -> None:
 
 def test_the_database_reduces_long_series(store_url: str) -> None:
     """load_samples(buckets=...) reads min/max/last per bucket: spikes and energy survive."""
-    from greentrack.report.data import load_samples, store
-    from greentrack.report.synthetic import DeviceSpec, SyntheticRun
+    from greentrack.report.data import store
+    from greentrack.store.reads import load_samples
+    from greentrack.testing.synthetic import DeviceSpec, SyntheticRun
 
     run = SyntheticRun(
         run_id="dd" + "0" * 30,
@@ -267,5 +269,5 @@ def test_the_database_reduces_long_series(store_url: str) -> None:
     # mean power x time between consecutive points is exactly the energy between them
     energy = np.sum(red.power_w[1:] * np.diff(red.t_s))
     assert energy == pytest.approx(red.energy_j[-1] - red.energy_j[0], rel=1e-9)
-    svg = plots.svg_text(plots.plot_power, [red])
+    svg = plotting.svg_text(runplots.plot_power, [red])
     assert "5,001 samples" in svg and "envelope" in svg

@@ -1,6 +1,6 @@
 """The price tag: golden Markdown/LaTeX from fixed runs, the JSON contract, aggregates, errors.
 
-The runs are synthetic (greentrack.report.synthetic): every number follows from fixed powers,
+The runs are synthetic (greentrack.testing.synthetic): every number follows from fixed powers,
 times and intensities, so the golden files are stable — on SQLite and on PostgreSQL alike.
 Set GREENTRACK_UPDATE_GOLDEN=1 to rewrite the golden files after an intended change.
 """
@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from greentrack.cli import main
 from greentrack.report.pricetag import build_report, make_report
-from greentrack.report.synthetic import DeviceSpec, SyntheticRun, demo_project, write_runs
+from greentrack.testing.synthetic import DeviceSpec, SyntheticRun, demo_project, write_runs
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 UPDATE = os.environ.get("GREENTRACK_UPDATE_GOLDEN") == "1"

@@ -18,9 +18,11 @@ from click.testing import CliRunner
 
 from greentrack.cli import main
 from greentrack.report.latex import tex_escape
-from greentrack.report.pricetag import NO_NOTE, build_report, make_report
-from greentrack.report.synthetic import DeviceSpec, SyntheticRun, write_runs
-from greentrack.store.writer import Checkpoint, StoreWriter
+from greentrack.report.model import NO_NOTE
+from greentrack.report.pricetag import build_report, make_report
+from greentrack.store.checkpoint import Checkpoint
+from greentrack.store.writer import StoreWriter
+from greentrack.testing.synthetic import DeviceSpec, SyntheticRun, write_runs
 
 CPU_NOTE = (
     "TDP 240 W (codecarbon cpu_power.csv: AMD EPYC 7763) scaled to 2 of 128 threads; "
@@ -222,7 +224,8 @@ def test_a_note_shared_by_many_runs_is_printed_once_with_its_runs(sqlite_url: st
     runs = [_run(f"c{i}" + "0" * 30, [_gpu(), _cpu()]) for i in range(3)]
     runs.append(_run("c9" + "0" * 30, [_gpu()]))
     write_runs(sqlite_url, runs)
-    from greentrack.report.data import load_runs, store
+    from greentrack.report.data import store
+    from greentrack.store.reads import load_runs
 
     with store(sqlite_url) as conn:
         report = build_report(load_runs(conn, project="notes"))

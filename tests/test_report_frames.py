@@ -14,7 +14,7 @@ from greentrack.cli import main
 from greentrack.errors import ConfigError, RunLookupError
 from greentrack.report.export import export
 from greentrack.report.frames import RUN_COLUMNS
-from greentrack.report.synthetic import demo_project, write_runs
+from greentrack.testing.synthetic import demo_project, write_runs
 
 
 @pytest.fixture

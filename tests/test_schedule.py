@@ -8,9 +8,18 @@ import math
 import numpy as np
 import pytest
 
-from greentrack import schedule as S
 from greentrack.carbon.series import IntensitySeries, Provenance
 from greentrack.errors import ScheduleError
+from greentrack.scheduling.cost import evaluate_segments
+from greentrack.scheduling.flexible import flexible_start, run_now
+from greentrack.scheduling.pause_resume import pause_resume, pr_dp
+from greentrack.scheduling.plan import pause_windows, resume_at, should_pause
+from greentrack.scheduling.planner import plan_series
+from greentrack.scheduling.profile import PowerProfile, profile_from_samples
+from greentrack.scheduling.study import format_study, study_series
+from greentrack.scheduling.times import parse_duration, parse_time
+from greentrack.timefmt import format_time
+from greentrack.units import J_PER_KWH
 
 H = 3600.0
 PROV = Provenance("test", "XX", "average", "unit")
@@ -27,7 +36,7 @@ def series(values, step_s=H, start_s=0.0) -> IntensitySeries:
 def test_hand_worked_flexible_start_on_boundary():
     # 1 kW for 2 h: run now = 100 + 50 g; best start 02:00 -> 10 + 10 g.
     s = series([100, 50, 10, 10, 80, 200])
-    p = S.flexible_start(s, 0.0, 2 * H, within_s=3 * H)
+    p = flexible_start(s, 0.0, 2 * H, within_s=3 * H)
     assert p.run_now_co2e_g == pytest.approx(150.0)
     assert p.expected_co2e_g == pytest.approx(20.0)
     assert p.start_s == 2 * H
@@ -39,7 +48,7 @@ def test_hand_worked_flexible_start_mid_step():
     # [50, 10, 100], 1.5 h job, 1 h slack. Start 00:30 ends on the 02:00 boundary:
     # 0.5·50 + 1·10 = 35 g; start 00:00 -> 50 + 5 = 55 g; start 01:00 -> 10 + 50 = 60 g.
     s = series([50, 10, 100])
-    p = S.flexible_start(s, 0.0, 1.5 * H, within_s=1 * H)
+    p = flexible_start(s, 0.0, 1.5 * H, within_s=1 * H)
     assert p.start_s == pytest.approx(0.5 * H)
     assert p.expected_co2e_g == pytest.approx(35.0)
     assert p.run_now_co2e_g == pytest.approx(55.0)
@@ -47,19 +56,19 @@ def test_hand_worked_flexible_start_mid_step():
 
 def test_hand_worked_pause_resume():
     s = series([10, 100, 10, 100, 10, 100])
-    pr = S.pause_resume(s, 0.0, 3 * H, within_s=3 * H, min_run_s=H)
+    pr = pause_resume(s, 0.0, 3 * H, within_s=3 * H, min_run_s=H)
     assert pr.expected_co2e_g == pytest.approx(30.0)
     assert [(g.start_s / H, g.end_s / H) for g in pr.segments] == [(0, 1), (2, 3), (4, 5)]
     assert pr.pauses == 2
     # min run 2 h: only one contiguous 3 h run fits -> 10 + 100 + 10
-    pr2 = S.pause_resume(s, 0.0, 3 * H, within_s=3 * H, min_run_s=2 * H)
+    pr2 = pause_resume(s, 0.0, 3 * H, within_s=3 * H, min_run_s=2 * H)
     assert pr2.expected_co2e_g == pytest.approx(120.0)
     # no pauses allowed -> Flexible Start
-    pr0 = S.pause_resume(s, 0.0, 3 * H, within_s=3 * H, max_pauses=0)
+    pr0 = pause_resume(s, 0.0, 3 * H, within_s=3 * H, max_pauses=0)
     assert pr0.expected_co2e_g == pytest.approx(120.0)
     assert pr0.pauses == 0
     # one pause: two tens and one hundred
-    pr1 = S.pause_resume(s, 0.0, 3 * H, within_s=3 * H, max_pauses=1)
+    pr1 = pause_resume(s, 0.0, 3 * H, within_s=3 * H, max_pauses=1)
     assert pr1.expected_co2e_g == pytest.approx(120.0)
     assert pr1.pauses <= 1
 
@@ -67,10 +76,10 @@ def test_hand_worked_pause_resume():
 def test_pause_power_makes_pausing_cost():
     s = series([10, 100, 10, 100, 10, 100])
     # pausing at the job's own power costs as much as running: no pause pays off
-    full = S.pause_resume(s, 0.0, 3 * H, within_s=3 * H, pause_power_w=1000.0)
+    full = pause_resume(s, 0.0, 3 * H, within_s=3 * H, pause_power_w=1000.0)
     assert full.pauses == 0 and full.expected_co2e_g == pytest.approx(120.0)
     # 100 W idle: 30 g of running + 0.1 · (100 + 100) g of pausing
-    idle = S.pause_resume(s, 0.0, 3 * H, within_s=3 * H, pause_power_w=100.0)
+    idle = pause_resume(s, 0.0, 3 * H, within_s=3 * H, pause_power_w=100.0)
     assert idle.expected_co2e_g == pytest.approx(50.0)
     assert idle.pauses == 2
 
@@ -78,27 +87,27 @@ def test_pause_power_makes_pausing_cost():
 def test_half_step_segments_when_min_run_is_not_whole_steps():
     # 3 h job, min run 1.5 h: two 1.5 h segments, each one full cheap hour plus half of the next.
     s = series([10, 40, 500, 500, 10, 40, 500])
-    pr = S.pause_resume(s, 0.0, 3 * H, within_s=4 * H, min_run_s=1.5 * H)
+    pr = pause_resume(s, 0.0, 3 * H, within_s=4 * H, min_run_s=1.5 * H)
     assert pr.expected_co2e_g == pytest.approx(2 * (10 + 20))
     assert [(g.start_s / H, g.end_s / H) for g in pr.segments] == [(0, 1.5), (4, 5.5)]
 
 
 def test_duration_not_whole_steps_is_time_weighted():
     s = series([100, 200, 300])
-    p = S.run_now(s, 0.0, 1.25 * H)
+    p = run_now(s, 0.0, 1.25 * H)
     assert p.expected_co2e_g == pytest.approx(100 + 0.25 * 200)
-    p = S.run_now(s, 0.5 * H, 1.0 * H)
+    p = run_now(s, 0.5 * H, 1.0 * H)
     assert p.expected_co2e_g == pytest.approx(0.5 * 100 + 0.5 * 200)
 
 
 def test_power_scales_emissions():
     s = series([100, 200, 300])
-    assert S.run_now(s, 0.0, H, power_w=250).expected_co2e_g == pytest.approx(25.0)
+    assert run_now(s, 0.0, H, power_w=250).expected_co2e_g == pytest.approx(25.0)
 
 
 def test_to_dict_contract():
     s = series([100, 50, 10, 10, 80, 200], start_s=1646121600.0)  # 2022-03-01T08:00Z
-    d = S.pause_resume(s, 1646121600.0, 2 * H, within_s=3 * H).to_dict()
+    d = pause_resume(s, 1646121600.0, 2 * H, within_s=3 * H).to_dict()
     for key in (
         "strategy",
         "start",
@@ -120,7 +129,7 @@ def test_to_dict_contract():
 def _fs_grid_min(s, a, d, w, job, res_s):
     t = a + res_s * np.arange(int(np.floor(w / res_s + 1e-9)) + 1)
     t = np.append(t, a + w)
-    costs = [S.evaluate_segments(s, [(x, x + d)], job) for x in t]
+    costs = [evaluate_segments(s, [(x, x + d)], job) for x in t]
     return min(costs), t[int(np.argmin(costs))]
 
 
@@ -135,11 +144,11 @@ def test_flexible_start_exact_against_brute_force(seed):
     w = 60.0 * rng.integers(0, 300)
     if a + d + w > s.end_s:
         w = max(0.0, s.end_s - a - d)
-    p = S.flexible_start(s, a, d, within_s=w)
-    brute, _ = _fs_grid_min(s, a, d, w, S.PowerProfile.constant(1000.0, d), 60.0)
+    p = flexible_start(s, a, d, within_s=w)
+    brute, _ = _fs_grid_min(s, a, d, w, PowerProfile.constant(1000.0, d), 60.0)
     assert p.expected_co2e_g == pytest.approx(brute, rel=1e-9)
     assert p.expected_co2e_g == pytest.approx(
-        S.evaluate_segments(s, [(p.start_s, p.start_s + d)], S.PowerProfile.constant(1e3, d))
+        evaluate_segments(s, [(p.start_s, p.start_s + d)], PowerProfile.constant(1e3, d))
     )
 
 
@@ -148,11 +157,11 @@ def test_flexible_start_unaligned_never_beaten(seed):
     rng = np.random.default_rng(100 + seed)
     s = series(rng.uniform(20, 500, 40), start_s=0.0)
     a, d, w = rng.uniform(0, 5 * H), rng.uniform(0.3 * H, 7 * H), rng.uniform(0, 20 * H)
-    p = S.flexible_start(s, a, d, within_s=w)
-    job = S.PowerProfile.constant(1000.0, d)
+    p = flexible_start(s, a, d, within_s=w)
+    job = PowerProfile.constant(1000.0, d)
     brute, _ = _fs_grid_min(s, a, d, w, job, 37.0)
     assert p.expected_co2e_g <= brute + 1e-9
-    slope = 2 * 500.0 * 1000.0 / S.J_PER_KWH  # |dE/dt| bound, g per s
+    slope = 2 * 500.0 * 1000.0 / J_PER_KWH  # |dE/dt| bound, g per s
     assert brute - p.expected_co2e_g <= slope * 37.0 + 1e-9
 
 
@@ -161,25 +170,25 @@ def test_flexible_start_with_profile_exact(seed):
     rng = np.random.default_rng(200 + seed)
     s = series(rng.uniform(20, 500, 48))
     bins = rng.integers(2, 9)
-    prof = S.PowerProfile(rng.uniform(50, 400, bins), 900.0)
+    prof = PowerProfile(rng.uniform(50, 400, bins), 900.0)
     a, w = 900.0 * rng.integers(0, 8), 900.0 * rng.integers(0, 60)
-    p = S.flexible_start(s, a, within_s=w, profile=prof)
+    p = flexible_start(s, a, within_s=w, profile=prof)
     brute, _ = _fs_grid_min(s, a, prof.duration_s, w, prof, 900.0)
     assert p.expected_co2e_g == pytest.approx(brute, rel=1e-9)
-    assert p.energy_kwh == pytest.approx(prof.energy_j / S.J_PER_KWH)
+    assert p.energy_kwh == pytest.approx(prof.energy_j / J_PER_KWH)
 
 
 def test_constant_profile_equals_constant_power():
     rng = np.random.default_rng(7)
     s = series(rng.uniform(20, 500, 48))
-    a = S.flexible_start(s, 0.0, 5 * H, within_s=20 * H, power_w=300.0)
-    b = S.flexible_start(s, 0.0, 5 * H, within_s=20 * H, profile=[300.0] * 7)
+    a = flexible_start(s, 0.0, 5 * H, within_s=20 * H, power_w=300.0)
+    b = flexible_start(s, 0.0, 5 * H, within_s=20 * H, profile=[300.0] * 7)
     assert a.expected_co2e_g == pytest.approx(b.expected_co2e_g)
     assert a.start_s == b.start_s
 
 
 def test_profile_stretched_to_duration():
-    prof = S.PowerProfile(np.array([100.0, 300.0]), 600.0)  # 20 min
+    prof = PowerProfile(np.array([100.0, 300.0]), 600.0)  # 20 min
     st = prof.stretched(3600.0)
     assert st.duration_s == 3600.0 and st.energy_j == pytest.approx(200.0 * 3600)
 
@@ -217,7 +226,7 @@ def test_dp_with_unusable_cells_and_zero_energy(seed):
     if seed % 5 == 0:
         energy[:-1] = energy[0]  # constant but for the last cell (a trimmed job)
     idle = c * 0.1 if seed % 4 == 1 else None
-    best, paths = S._pr_dp(
+    best, paths = pr_dp(
         c[None, :], energy, m, cap, None if idle is None else idle[None, :], backtrack=True
     )
     want = _brute_pr(c, energy, m, cap, idle)
@@ -239,7 +248,7 @@ def test_dp_matches_brute_force(seed):
     c = rng.uniform(0, 100, t_count)
     energy = rng.uniform(0.1, 2.0, n) if seed % 3 == 0 else np.ones(n)
     idle = rng.uniform(0, 20, t_count) if seed % 4 == 1 else None
-    best, paths = S._pr_dp(
+    best, paths = pr_dp(
         c[None, :], energy, m, cap, None if idle is None else idle[None, :], backtrack=True
     )
     used = paths[0]
@@ -260,7 +269,7 @@ def test_dp_matches_brute_force(seed):
 def test_dp_vectorised_over_windows(seed):
     rng = np.random.default_rng(50 + seed)
     c = rng.uniform(0, 100, (7, 8))
-    best, _ = S._pr_dp(c, np.ones(4), 2, None)
+    best, _ = pr_dp(c, np.ones(4), 2, None)
     for i in range(7):
         assert best[i] == pytest.approx(_brute_pr(c[i], np.ones(4), 2, None, None))
 
@@ -274,9 +283,9 @@ def test_grid_optimum_is_not_beaten_by_finer_grids():
         m = int(rng.integers(1, n + 1))
         cap = None if rng.random() < 0.5 else int(rng.integers(1, 4))
         c = rng.uniform(0, 100, t_count)
-        best, _ = S._pr_dp(c[None, :], np.ones(n), m, cap)
+        best, _ = pr_dp(c[None, :], np.ones(n), m, cap)
         for r in (2, 3):
-            fine, _ = S._pr_dp(np.repeat(c, r)[None, :], np.ones(n * r) / r, m * r, cap)
+            fine, _ = pr_dp(np.repeat(c, r)[None, :], np.ones(n * r) / r, m * r, cap)
             assert fine[0] >= best[0] - 1e-9
 
 
@@ -286,7 +295,7 @@ def test_pause_resume_plan_against_brute_force(seed):
     s = series(rng.uniform(20, 500, 30), start_s=1.6e9)
     n, extra = int(rng.integers(1, 5)), int(rng.integers(0, 5))
     m = int(rng.integers(1, n + 1))
-    p = S.pause_resume(s, 1.6e9 + H, n * H, within_s=extra * H, min_run_s=m * H)
+    p = pause_resume(s, 1.6e9 + H, n * H, within_s=extra * H, min_run_s=m * H)
     c = s.g_per_kwh[1 : 1 + n + extra]
     assert p.expected_co2e_g == pytest.approx(_brute_pr(c, np.ones(n), m, None, None))
     assert sum(g.duration_s for g in p.segments) == pytest.approx(n * H)
@@ -306,14 +315,14 @@ def test_invariants_random(seed):
     d = float(rng.choice([step, 2 * step, 3600.0, 5400.0, 4 * 3600.0, rng.uniform(600, 3 * 3600)]))
     w = float(rng.uniform(0, min(12 * 3600, s.end_s - a - d - 1)))
     m = float(rng.choice([step, 3600.0, 1800.0]))
-    now = S.run_now(s, a, d)
-    fs = S.flexible_start(s, a, d, within_s=w)
-    pr = S.pause_resume(s, a, d, within_s=w, min_run_s=m)
+    now = run_now(s, a, d)
+    fs = flexible_start(s, a, d, within_s=w)
+    pr = pause_resume(s, a, d, within_s=w, min_run_s=m)
     assert pr.expected_co2e_g <= fs.expected_co2e_g + 1e-9
     assert fs.expected_co2e_g <= now.expected_co2e_g + 1e-9
     assert fs.run_now_co2e_g == pytest.approx(now.expected_co2e_g)
-    job = S.PowerProfile.constant(1000.0, d)
-    assert pr.expected_co2e_g == pytest.approx(S.evaluate_segments(s, pr.segments, job))
+    job = PowerProfile.constant(1000.0, d)
+    assert pr.expected_co2e_g == pytest.approx(evaluate_segments(s, pr.segments, job))
     assert sum(g.duration_s for g in pr.segments) == pytest.approx(d)
     assert pr.segments[0].start_s >= a - 1e-6 and pr.end_s <= a + d + w + 1e-6
     for x, y in itertools.pairwise(pr.segments):
@@ -325,18 +334,18 @@ def test_invariants_random(seed):
 def test_one_step_job_all_equal_with_zero_slack_and_pr_equals_fs():
     rng = np.random.default_rng(9)
     s = series(rng.uniform(0, 600, 48))
-    fs = S.flexible_start(s, 0.0, H, within_s=10 * H)
-    pr = S.pause_resume(s, 0.0, H, within_s=10 * H)  # default min run 1 h = one step
+    fs = flexible_start(s, 0.0, H, within_s=10 * H)
+    pr = pause_resume(s, 0.0, H, within_s=10 * H)  # default min run 1 h = one step
     assert pr.expected_co2e_g == pytest.approx(fs.expected_co2e_g)
     for strat in ("flexible_start", "pause_resume"):
-        p = S.plan_series(s, 0.0, 6 * H, strategy=strat, within_s=0.0)
+        p = plan_series(s, 0.0, 6 * H, strategy=strat, within_s=0.0)
         assert p.expected_co2e_g == pytest.approx(p.run_now_co2e_g)
         assert p.saving_pct == pytest.approx(0.0)
 
 
 def test_constant_series_saves_nothing_and_says_so():
     s = series([200.0] * 48)
-    p = S.pause_resume(s, 0.0, 6 * H, within_s=24 * H)
+    p = pause_resume(s, 0.0, 6 * H, within_s=24 * H)
     assert p.saving_pct == pytest.approx(0.0)
     assert p.start_s == 0.0 and p.pauses == 0  # ties go to running now
     assert any("constant" in w for w in p.warnings)
@@ -345,9 +354,9 @@ def test_constant_series_saves_nothing_and_says_so():
 def test_five_minute_series_default_min_run_is_an_hour():
     rng = np.random.default_rng(11)
     s = series(rng.uniform(0, 600, 24 * 12 * 3), step_s=300.0)
-    p = S.pause_resume(s, 0.0, 3 * H, within_s=24 * H)
+    p = pause_resume(s, 0.0, 3 * H, within_s=24 * H)
     assert all(g.duration_s >= H - 1e-6 for g in p.segments)
-    q = S.pause_resume(s, 0.0, 3 * H, within_s=24 * H, min_run_s=300.0)
+    q = pause_resume(s, 0.0, 3 * H, within_s=24 * H, min_run_s=300.0)
     assert q.expected_co2e_g <= p.expected_co2e_g + 1e-9
 
 
@@ -355,10 +364,10 @@ def test_max_pauses_cap_respected():
     rng = np.random.default_rng(12)
     s = series(rng.uniform(0, 600, 72))
     for cap in (0, 1, 2, 3):
-        p = S.pause_resume(s, 0.0, 8 * H, within_s=30 * H, max_pauses=cap)
+        p = pause_resume(s, 0.0, 8 * H, within_s=30 * H, max_pauses=cap)
         assert p.pauses <= cap
     caps = [
-        S.pause_resume(s, 0.0, 8 * H, within_s=30 * H, max_pauses=c).expected_co2e_g
+        pause_resume(s, 0.0, 8 * H, within_s=30 * H, max_pauses=c).expected_co2e_g
         for c in (0, 1, 2, 3)
     ]
     assert all(x >= y - 1e-9 for x, y in itertools.pairwise(caps))
@@ -367,11 +376,11 @@ def test_max_pauses_cap_respected():
 def test_profile_pause_resume_is_consistent():
     rng = np.random.default_rng(13)
     s = series(rng.uniform(0, 600, 48))
-    prof = S.PowerProfile(np.array([400.0, 100.0, 100.0, 300.0]), 1800.0)  # 2 h
-    pr = S.pause_resume(s, 0.0, within_s=12 * H, profile=prof, min_run_s=1800.0)
-    fs = S.flexible_start(s, 0.0, within_s=12 * H, profile=prof)
+    prof = PowerProfile(np.array([400.0, 100.0, 100.0, 300.0]), 1800.0)  # 2 h
+    pr = pause_resume(s, 0.0, within_s=12 * H, profile=prof, min_run_s=1800.0)
+    fs = flexible_start(s, 0.0, within_s=12 * H, profile=prof)
     assert pr.expected_co2e_g <= fs.expected_co2e_g + 1e-9
-    assert pr.expected_co2e_g == pytest.approx(S.evaluate_segments(s, pr.segments, prof))
+    assert pr.expected_co2e_g == pytest.approx(evaluate_segments(s, pr.segments, prof))
 
 
 # ---------------------------------------------------------------- helpers for the runner
@@ -379,18 +388,18 @@ def test_profile_pause_resume_is_consistent():
 
 def test_should_pause_and_resume_at():
     s = series([10, 100, 10, 100, 10, 100])
-    p = S.pause_resume(s, 0.0, 3 * H, within_s=3 * H)
-    assert not S.should_pause(p, 0.5 * H)
-    assert S.should_pause(p, 1.5 * H)
-    assert S.resume_at(p, 1.5 * H) == 2 * H
-    assert not S.should_pause(p, 2.5 * H)
-    assert not S.should_pause(p, 5.5 * H)  # after the plan: an overrunning job keeps going
+    p = pause_resume(s, 0.0, 3 * H, within_s=3 * H)
+    assert not should_pause(p, 0.5 * H)
+    assert should_pause(p, 1.5 * H)
+    assert resume_at(p, 1.5 * H) == 2 * H
+    assert not should_pause(p, 2.5 * H)
+    assert not should_pause(p, 5.5 * H)  # after the plan: an overrunning job keeps going
     d = p.to_dict()
-    assert S.should_pause(d, 3.5 * H) and not S.should_pause(d, 4.2 * H)
+    assert should_pause(d, 3.5 * H) and not should_pause(d, 4.2 * H)
     del d["segments_s"]  # only the ISO strings, as a human might store them
-    assert S.should_pause(d, 1.5 * H)
-    assert S.pause_windows(p) == [(1 * H, 2 * H), (3 * H, 4 * H)]
-    assert not S.should_pause({"segments": []}, 0.0)
+    assert should_pause(d, 1.5 * H)
+    assert pause_windows(p) == [(1 * H, 2 * H), (3 * H, 4 * H)]
+    assert not should_pause({"segments": []}, 0.0)
 
 
 # ---------------------------------------------------------------- study
@@ -399,14 +408,14 @@ def test_should_pause_and_resume_at():
 def test_study_matches_per_submission_plans():
     rng = np.random.default_rng(21)
     s = series(rng.uniform(20, 500, 60))
-    res = S.study_series(s, [2 * H, 5 * H], 6 * H)
+    res = study_series(s, [2 * H, 5 * H], 6 * H)
     rows = {(r.duration_h, r.strategy): r for r in res.rows}
     for d_h in (2, 5):
         count = 60 - d_h - 6 + 1
         e0, efs, epr = [], [], []
         for k in range(count):
-            fs = S.flexible_start(s, k * H, d_h * H, within_s=6 * H)
-            pr = S.pause_resume(s, k * H, d_h * H, within_s=6 * H)
+            fs = flexible_start(s, k * H, d_h * H, within_s=6 * H)
+            pr = pause_resume(s, k * H, d_h * H, within_s=6 * H)
             e0.append(fs.run_now_co2e_g)
             efs.append(fs.expected_co2e_g)
             epr.append(pr.expected_co2e_g)
@@ -425,23 +434,23 @@ def test_study_matches_per_submission_plans():
 def test_study_non_whole_step_duration_and_rows():
     rng = np.random.default_rng(22)
     s = series(rng.uniform(20, 500, 40))
-    res = S.study_series(s, [1.5 * H], [0.0, 4 * H], min_run_s=H)
+    res = study_series(s, [1.5 * H], [0.0, 4 * H], min_run_s=H)
     zero = [r for r in res.rows if r.within_h == 0]
     assert all(r.mean_reduction_pct == pytest.approx(0.0) for r in zero)
     pr = next(r for r in res.rows if r.within_h == 4 and r.strategy == "pause_resume")
     fs = next(r for r in res.rows if r.within_h == 4 and r.strategy == "flexible_start")
     assert pr.aggregate_reduction_pct >= fs.aggregate_reduction_pct - 1e-9
     # a sample submission agrees with the single plan (job starts on step boundaries)
-    plan = S.pause_resume(s, 3 * H, 1.5 * H, within_s=4 * H, min_run_s=H)
+    plan = pause_resume(s, 3 * H, 1.5 * H, within_s=4 * H, min_run_s=H)
     per = res.reductions_pct[(1.5, 4.0, "pause_resume")]
     assert per[3] == pytest.approx(plan.saving_pct)
-    md = S.format_study([res])
+    md = format_study([res])
     assert md.startswith("| zone |") and "aggregate reduction" in md
 
 
 def test_study_too_short_data():
     with pytest.raises(ScheduleError, match="shorter than"):
-        S.study_series(series([1.0] * 10), [6 * H], 24 * H)
+        study_series(series([1.0] * 10), [6 * H], 24 * H)
 
 
 # ---------------------------------------------------------------- bad input and times
@@ -450,30 +459,30 @@ def test_study_too_short_data():
 def test_deadline_before_duration():
     s = series([100.0] * 48)
     with pytest.raises(ScheduleError, match="too early") as e:
-        S.flexible_start(s, 0.0, 6 * H, deadline_s=4 * H)
+        flexible_start(s, 0.0, 6 * H, deadline_s=4 * H)
     assert "\n" not in str(e.value)
 
 
 def test_window_outside_data():
     s = series([100.0, 200.0] * 24, start_s=1.6e9)
     with pytest.raises(ScheduleError, match=r"covers .* but the plan needs"):
-        S.flexible_start(s, 1.6e9 + 40 * H, 6 * H, within_s=24 * H)
+        flexible_start(s, 1.6e9 + 40 * H, 6 * H, within_s=24 * H)
 
 
 def test_within_and_deadline_rules():
     s = series([100.0, 200.0] * 24)
     with pytest.raises(ScheduleError, match="not both"):
-        S.flexible_start(s, 0.0, H, within_s=H, deadline_s=5 * H)
+        flexible_start(s, 0.0, H, within_s=H, deadline_s=5 * H)
     with pytest.raises(ScheduleError, match="--within"):
-        S.flexible_start(s, 0.0, H)
-    p = S.flexible_start(s, 0.0, H, deadline_s=5 * H)
+        flexible_start(s, 0.0, H)
+    p = flexible_start(s, 0.0, H, deadline_s=5 * H)
     assert p.deadline_s == 5 * H and p.within_s == 4 * H
     with pytest.raises(ScheduleError, match="positive"):
-        S.flexible_start(s, 0.0, 0.0, within_s=H)
+        flexible_start(s, 0.0, 0.0, within_s=H)
     with pytest.raises(ScheduleError, match="strategy"):
-        S.plan_series(s, 0.0, H, strategy="nope", within_s=H)
+        plan_series(s, 0.0, H, strategy="nope", within_s=H)
     with pytest.raises(ScheduleError, match="need --pause-resume"):
-        S.plan_series(s, 0.0, H, within_s=H, min_run_s=H)
+        plan_series(s, 0.0, H, within_s=H, min_run_s=H)
 
 
 @pytest.mark.parametrize(
@@ -491,36 +500,36 @@ def test_within_and_deadline_rules():
     ],
 )
 def test_parse_duration(text, seconds):
-    assert S.parse_duration(text) == seconds
+    assert parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize("bad", ["6", "six hours", "6hx", "-1h", ""])
 def test_parse_duration_bad(bad):
     with pytest.raises(ScheduleError):
-        S.parse_duration(bad)
+        parse_duration(bad)
 
 
 def test_parse_time_zones_and_dst():
-    utc = S.parse_time("2022-03-01T08:00Z")
+    utc = parse_time("2022-03-01T08:00Z")
     assert utc == 1646121600.0
-    assert S.parse_time("2022-03-01T09:00+01:00") == utc
-    assert S.parse_time("2022-03-01T08:00") == utc  # naive = UTC
-    assert S.parse_time("2022-03-01T09:00", tz="Europe/Madrid") == utc
-    assert S.parse_time("2022-03-01T09:00[Europe/Madrid]") == utc
-    assert S.format_time(utc) == "2022-03-01T08:00:00Z"
+    assert parse_time("2022-03-01T09:00+01:00") == utc
+    assert parse_time("2022-03-01T08:00") == utc  # naive = UTC
+    assert parse_time("2022-03-01T09:00", tz="Europe/Madrid") == utc
+    assert parse_time("2022-03-01T09:00[Europe/Madrid]") == utc
+    assert format_time(utc) == "2022-03-01T08:00:00Z"
     with pytest.raises(ScheduleError, match="does not exist in Europe/Madrid"):
-        S.parse_time("2022-03-27T02:30", tz="Europe/Madrid")
+        parse_time("2022-03-27T02:30", tz="Europe/Madrid")
     with pytest.raises(ScheduleError, match="happens twice"):
-        S.parse_time("2022-10-30T02:30[Europe/Madrid]")
+        parse_time("2022-10-30T02:30[Europe/Madrid]")
     with pytest.raises(ScheduleError, match="unknown time zone"):
-        S.parse_time("2022-10-30T02:30", tz="Europe/Madird")
+        parse_time("2022-10-30T02:30", tz="Europe/Madird")
     with pytest.raises(ScheduleError, match="ISO 8601"):
-        S.parse_time("tomorrow")
+        parse_time("tomorrow")
     # a day across the spring change is 23 local hours but 24 h of job time are 24 real hours
-    a = S.parse_time("2022-03-26T12:00", tz="Europe/Madrid")
-    b = S.parse_time("2022-03-27T12:00", tz="Europe/Madrid")
+    a = parse_time("2022-03-26T12:00", tz="Europe/Madrid")
+    b = parse_time("2022-03-27T12:00", tz="Europe/Madrid")
     assert b - a == 23 * H
-    assert S.parse_time("now", now_s=5.0) == 5.0 and S.parse_time(None, now_s=7.0) == 7.0
+    assert parse_time("now", now_s=5.0) == 5.0 and parse_time(None, now_s=7.0) == 7.0
 
 
 def test_profile_from_samples_uses_counters():
@@ -534,9 +543,9 @@ def test_profile_from_samples_uses_counters():
         "energy_j": energy,
         "power_w": np.full(10, np.nan),
     }
-    prof = S.profile_from_samples(samples)
+    prof = profile_from_samples(samples)
     assert prof.duration_s == 4.0
     assert prof.energy_j == pytest.approx(450.0)
     assert prof.power_w.tolist() == pytest.approx([150.0, 100.0, 100.0, 100.0])
     with pytest.raises(ScheduleError):
-        S.profile_from_samples({"t_s": np.array([1.0]), "energy_j": np.array([0.0])})
+        profile_from_samples({"t_s": np.array([1.0]), "energy_j": np.array([0.0])})

@@ -175,7 +175,8 @@ def test_static_source_has_no_forecast():
 
 
 def test_profile_run_from_the_store(tmp_path, es2022):
-    from greentrack.store.writer import Checkpoint, StoreWriter
+    from greentrack.store.checkpoint import Checkpoint
+    from greentrack.store.writer import StoreWriter
 
     url = f"sqlite:///{tmp_path / 'store.db'}"
     rid = "cd" * 16
@@ -314,7 +315,7 @@ def test_both_forms_parse(monkeypatch, es2022):
         seen["kw"] = kw
         return 0
 
-    monkeypatch.setattr("greentrack.schedule_exec.schedule_command", fake)
+    monkeypatch.setattr("greentrack.scheduling.execute.schedule_command", fake)
     r = invoke(
         "schedule",
         "--region",
@@ -332,8 +333,8 @@ def test_both_forms_parse(monkeypatch, es2022):
     )
     assert r.exit_code == 0, r.output
     assert seen["argv"] == ["python", "train.py", "--lr", "3e-4"]
-    assert seen["kw"]["plan_options"]["strategy"] == "pause_resume"
-    assert seen["kw"]["plan_options"]["region"] == "ES"
+    assert seen["kw"]["request"].strategy == "pause_resume"
+    assert seen["kw"]["request"].region == "ES"
     # without "--": everything from the first word on is the command
     invoke("schedule", "--duration", "1h", "--within", "2h", "python", "x.py", "--flag")
     assert seen["argv"] == ["python", "x.py", "--flag"]
@@ -512,7 +513,7 @@ def test_plan_on_a_live_source_forecast_and_history(monkeypatch):
 
     now = 1_700_000_000.0 + 1234.0
     fake = _FakeSource(now)
-    monkeypatch.setattr("greentrack.carbon.sources.get_source", lambda name, cfg: fake)
+    monkeypatch.setattr("greentrack.carbon.registry.get_source", lambda name, cfg: fake)
     p = gt.plan("2h", within="6h", region="Spain", source="electricitymaps", now_s=now)
     assert fake.calls[0][:2] == ("forecast", "ES")
     assert p.submitted_s == now and p.start_s >= now

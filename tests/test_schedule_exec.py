@@ -15,16 +15,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from greentrack import schedule as S
 from greentrack.carbon.series import IntensitySeries, Provenance
 from greentrack.errors import ScheduleError
-from greentrack.schedule_exec import (
-    FakeClock,
-    PauseController,
-    Replanner,
-    schedule_command,
-    wait_until_start,
-)
+from greentrack.scheduling.execute import schedule_command, wait_until_start
+from greentrack.scheduling.flexible import flexible_start
+from greentrack.scheduling.pause import PauseController
+from greentrack.scheduling.profile import PowerProfile
+from greentrack.scheduling.replan import Replanner
+from greentrack.scheduling.request import PlanRequest
+from greentrack.testing.clock import FakeClock
+from greentrack.timefmt import format_time
 
 H = 3600.0
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
@@ -56,7 +56,7 @@ def test_command_waits_until_start_then_runs_tracked():
     s = series([300, 250, 50, 40, 300, 300])
     code = schedule_command(
         ["python", "train.py"],
-        plan_options={"duration": "2h", "within": "4h", "series": s},
+        request=PlanRequest(duration="2h", within="4h", series=s),
         project="p",
         name="n",
         clock=clock,
@@ -68,7 +68,7 @@ def test_command_waits_until_start_then_runs_tracked():
     ((argv, kw),) = runner.calls
     assert argv == ["python", "train.py"]
     assert kw["plan"]["strategy"] == "flexible_start"
-    assert kw["plan"]["start"] == S.format_time(T0 + 2 * H)
+    assert kw["plan"]["start"] == format_time(T0 + 2 * H)
     assert kw["project"] == "p" and kw["region"] == "XX" and kw["on_started"] is None
     text = out.getvalue()
     assert "starting in 2:00:00" in text and "Flexible Start plan" in text
@@ -80,7 +80,7 @@ def test_pause_resume_command_gets_a_pause_controller_hook():
     s = series([10, 500, 10, 500, 10, 500])
     schedule_command(
         ["true"],
-        plan_options={"duration": "2h", "within": "3h", "series": s, "strategy": "pause_resume"},
+        request=PlanRequest(duration="2h", within="3h", series=s, strategy="pause_resume"),
         clock=clock,
         out=io.StringIO(),
         run_command=runner,
@@ -92,7 +92,7 @@ def test_pause_resume_command_gets_a_pause_controller_hook():
     runner2 = FakeRunner(0)
     schedule_command(
         ["true"],
-        plan_options={"duration": "2h", "within": "3h", "series": s, "strategy": "pause_resume"},
+        request=PlanRequest(duration="2h", within="3h", series=s, strategy="pause_resume"),
         pause_mode="cooperative",
         clock=FakeClock(T0),
         out=io.StringIO(),
@@ -111,7 +111,7 @@ def test_ctrl_c_while_waiting_runs_nothing():
     out = io.StringIO()
     code = schedule_command(
         ["python", "train.py"],
-        plan_options={"duration": "1h", "within": "5h", "series": series([500, 400, 10] * 3)},
+        request=PlanRequest(duration="1h", within="5h", series=series([500, 400, 10] * 3)),
         clock=clock,
         out=out,
         run_command=runner,
@@ -125,13 +125,13 @@ def test_plan_in_the_past_cannot_run_a_command():
     with pytest.raises(ScheduleError, match="in the past"):
         schedule_command(
             ["true"],
-            plan_options={"duration": "1h", "within": "3h", "series": s, "at": T0},
+            request=PlanRequest(duration="1h", within="3h", series=s, at=T0),
             clock=FakeClock(T0 + 10 * H),
             out=io.StringIO(),
             run_command=FakeRunner(),
         )
     with pytest.raises(ScheduleError, match="no command"):
-        schedule_command([], plan_options={}, clock=FakeClock(T0), run_command=FakeRunner())
+        schedule_command([], request=PlanRequest(), clock=FakeClock(T0), run_command=FakeRunner())
 
 
 def test_replan_when_forecast_moves():
@@ -148,7 +148,7 @@ def test_replan_when_forecast_moves():
     out = io.StringIO()
     schedule_command(
         ["true"],
-        plan_options={"duration": "1h", "within": "4h", "series": first},
+        request=PlanRequest(duration="1h", within="4h", series=first),
         clock=clock,
         out=out,
         run_command=runner,
@@ -158,15 +158,15 @@ def test_replan_when_forecast_moves():
     plan = runner.calls[0][1]["plan"]
     assert fetched and fetched[0] == pytest.approx(T0 + 900.0)
     assert plan["replans"][0]["reason"].endswith("re-planned")
-    assert plan["start"] == S.format_time(T0 + 1 * H)  # the new clean hour
+    assert plan["start"] == format_time(T0 + 1 * H)  # the new clean hour
     assert "re-planned" in out.getvalue()
 
 
 def test_small_forecast_change_keeps_the_plan():
     s = series([500, 400, 300, 20, 500, 500, 500, 500])
     nudged = series([500, 400, 300, 21, 500, 500, 500, 500])  # +5 %: under the 10 % threshold
-    job = S.PowerProfile.constant(1000.0, H)
-    p = S.flexible_start(s, T0, H, within_s=4 * H)
+    job = PowerProfile.constant(1000.0, H)
+    p = flexible_start(s, T0, H, within_s=4 * H)
     rp = Replanner(fetch=lambda now, dl: nudged, job=job, options={"duration_s": H})
     new, why = rp(p, T0 + 900)
     assert new is None and "kept" in why
@@ -179,18 +179,18 @@ def test_small_forecast_change_keeps_the_plan():
 
 # ---------------------------------------------------------------- re-planning between segments
 def test_profile_tail_keeps_the_energy_left():
-    prof = S.PowerProfile(np.array([100.0, 300.0, 200.0]), H, 2.5 * H)
+    prof = PowerProfile(np.array([100.0, 300.0, 200.0]), H, 2.5 * H)
     tail = prof.tail(0.75 * H)
     assert tail.duration_s == pytest.approx(1.75 * H)
     assert tail.energy_j == pytest.approx(prof.energy_j - float(prof.cumulative_j(0.75 * H)))
     assert tail.power_w[0] == pytest.approx(100 * 0.25 + 300 * 0.75)  # mean over its first bin
-    assert S.PowerProfile.constant(50.0, 3 * H).tail(H).energy_j == pytest.approx(50.0 * 2 * H)
+    assert PowerProfile.constant(50.0, 3 * H).tail(H).energy_j == pytest.approx(50.0 * 2 * H)
     with pytest.raises(ScheduleError, match="no work is left"):
         prof.tail(2.5 * H)
 
 
 def _pr_replanner(forecast, **options):
-    job = S.PowerProfile.constant(1000.0, 3 * H)
+    job = PowerProfile.constant(1000.0, 3 * H)
     opts = {"strategy": "pause_resume", "duration_s": 3 * H, "min_run_s": H, **options}
     return Replanner(fetch=lambda now, dl: forecast, job=job, options=opts)
 
@@ -268,7 +268,7 @@ def test_countdown_on_a_terminal_is_rewritten_in_place():
             return True
 
     out = Tty()
-    p = S.flexible_start(series([500, 10, 500]), T0, H, within_s=H)
+    p = flexible_start(series([500, 10, 500]), T0, H, within_s=H)
     clock = FakeClock(T0)
     final, replans = wait_until_start(p, clock=clock, out=out)
     assert final is p and replans == []
@@ -367,7 +367,7 @@ def test_release_resumes_a_stopped_child(tmp_path):
 PARENT = textwrap.dedent(
     """
     import signal, subprocess, sys, time
-    from greentrack.schedule_exec import PauseController
+    from greentrack.scheduling.pause import PauseController
     counter_code, path = sys.argv[1], sys.argv[2]
     child = subprocess.Popen([sys.executable, "-c", counter_code, path])
     now = time.time()
@@ -432,13 +432,13 @@ def _run_ticker(tmp_path: Path, planned: IntensitySeries, **kw) -> tuple[dict, l
     planned = IntensitySeries(planned.start_s, planned.g_per_kwh, planned.step_s, zone)
     code = schedule_command(
         [sys.executable, "-c", TICKER, str(ticks), "60"],
-        plan_options={
-            "duration": "2s",
-            "within": "4s",
-            "series": planned,
-            "strategy": "pause_resume",
-            "min_run": "1s",
-        },
+        request=PlanRequest(
+            duration="2s",
+            within="4s",
+            series=planned,
+            strategy="pause_resume",
+            min_run="1s",
+        ),
         db_url=url,
         out=out,
         **kw,
@@ -483,6 +483,44 @@ def test_real_runner_replans_the_work_left_during_a_pause(tmp_path):
     assert [e["event"] for e in plan["applied"]] == ["pause", "replan", "resume"]
     (entry,) = [r for r in plan["replans"] if r.get("during") == "pause"]
     assert "re-planned" in entry["note"] and 0.7 < entry["done_s"] < 1.3
-    assert entry["segments"][0]["start"] == S.format_time(f + 3)
+    assert entry["segments"][0]["start"] == format_time(f + 3)
     assert [t for t in times if f + 2.45 < t < f + 2.95] == [], "ran during the shortened pause"
     assert any(f + 3.2 < t < f + 3.9 for t in times), "the child must resume at the new start"
+
+
+def test_a_stored_profile_is_replanned_on_a_live_forecast(tmp_path):
+    """``schedule --profile-run RUN -- CMD`` on a live forecast: the re-planner gets the stored
+    run's profile too (before, it had no duration and the command failed)."""
+    from datetime import datetime
+
+    from greentrack.store.checkpoint import Checkpoint
+    from greentrack.store.writer import StoreWriter
+
+    T_START = datetime(2026, 1, 1, 12, 0, 0)
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    rid = "ab" * 16
+    samples = [  # 2 h at 300 W, a sample every 10 min
+        {"device": "gpu:0", "component": "gpu", "t_s": 1.7e9 + 600.0 * k,
+         "energy_j": 300.0 * 600.0 * k, "power_w": None}
+        for k in range(13)
+    ]  # fmt: skip
+    StoreWriter(url).write(
+        Checkpoint(run_id=rid, rank=0, seq=1, samples=samples,
+                   run={"project": "p", "name": "n", "status": "finished", "duration_s": 7200.0,
+                        "started_at": T_START, "heartbeat_at": T_START, "pue": 1.0})
+    )  # fmt: skip
+    first = series([500, 400, 300, 20, 20, 500, 500, 500])
+    moved = series([500, 10, 10, 900, 900, 500, 500, 500])
+    runner = FakeRunner()
+    schedule_command(
+        ["true"],
+        request=PlanRequest(profile_run=rid, db_url=url, within="4h", series=first),
+        clock=FakeClock(T0),
+        out=io.StringIO(),
+        run_command=runner,
+        fetch=lambda now_s, deadline_s: moved,
+        replan_every_s=900.0,
+    )
+    plan = runner.calls[0][1]["plan"]
+    assert plan["replans"][0]["reason"].endswith("re-planned")
+    assert plan["start"] == format_time(T0 + 1 * H)  # the two clean hours of the new forecast

@@ -11,7 +11,7 @@ from greentrack.cli import main
 from greentrack.config import load_config
 from greentrack.meters import ReplayMeter
 from greentrack.store import queries
-from greentrack.store.writer import Spool
+from greentrack.store.spool import Spool
 
 DEAD_PG = "postgresql+psycopg://postgres@127.0.0.1:1/test"  # nothing listens on port 1
 

@@ -9,10 +9,12 @@ from tests_helpers import checkpoint
 
 from greentrack.errors import DatabaseURLError, SchemaOutdatedError, StoreUnavailableError
 from greentrack.store import queries
+from greentrack.store.checkpoint import Checkpoint
 from greentrack.store.dbapi import PG_LIVENESS, connect, parse_url
 from greentrack.store.models import SCHEMA_REVISION as MODELS_REVISION
 from greentrack.store.schema import SCHEMA_REVISION, current_revision, migrations_dir, upgrade
-from greentrack.store.writer import Checkpoint, Spool, StoreWriter
+from greentrack.store.spool import Spool
+from greentrack.store.writer import StoreWriter
 
 
 def test_schema_revision_is_the_migrations_head() -> None:
@@ -88,7 +90,7 @@ def test_upgrade_from_0001_keeps_the_data_and_widens_metric_steps(store_url: str
     conn.close()
     with pytest.raises(SchemaOutdatedError, match="greentrack db upgrade"):
         StoreWriter(store_url).write(_cp("ef" * 16, 1, 5.0))
-    assert upgrade(store_url) == SCHEMA_REVISION == "0003"
+    assert upgrade(store_url) == SCHEMA_REVISION == "0004"
     conn = queries.open_store(store_url)
     try:
         kept = queries.get_run(conn, "01" * 16)

@@ -7,10 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from greentrack import schedule
 from greentrack.errors import ConfigError, ScheduleError
-from greentrack.store.queries import parse_since
-from greentrack.timefmt import format_time, iso_utc, parse_duration, parse_time
+from greentrack.scheduling import times as schedule
+from greentrack.timefmt import format_time, iso_utc, parse_duration, parse_since, parse_time
 
 
 def test_durations_compact_iso_and_numbers() -> None:

@@ -15,12 +15,14 @@ import pytest
 from click.testing import CliRunner
 from figcheck import figure_problems, hatched_or_distinct
 
-import greentrack.workloads.bench as B
 from greentrack.carbon.series import IntensitySeries, Provenance
 from greentrack.cli import main
-from greentrack.report import plots
-from greentrack.report.data import DeviceSeries
-from greentrack.schedule_study import study_figure, study_files
+from greentrack.report import gridplots, pareto, plotting, runplots
+from greentrack.scheduling.study import study_files
+from greentrack.scheduling.study_plot import study_figure
+from greentrack.store.reads import DeviceSeries
+from greentrack.workloads import output as bench_output
+from greentrack.workloads.results import BenchResult
 
 DATA = Path(__file__).resolve().parent / "data"
 ES_4D = DATA / "em_ES_2022-03-01_4d.csv"
@@ -43,11 +45,11 @@ backprop_mlp|-|shapes_flat|1.61|0.764
 dfa|backprop_mlp|shapes_flat|1.59|0.775"""
 
 
-def bench_results() -> list[B.BenchResult]:
+def bench_results() -> list[BenchResult]:
     out = []
     for line in README_BENCH.splitlines():
         name, base, task, energy, acc = line.split("|")
-        row = B.BenchResult(name, None if base == "-" else base, task, float(acc), 100, 50, 1e6,
+        row = BenchResult(name, None if base == "-" else base, task, float(acc), 100, 50, 1e6,
                             10.0, float(energy), None, "estimated", 1.0, 0.1, 0.1, 0.1, None,
                             "id", {})  # fmt: skip
         out.append(row)
@@ -107,7 +109,7 @@ def test_schedule_study_plot_from_the_cli(tmp_path: Path) -> None:
 
 
 def test_bench_pareto_figure_keeps_labels_apart_and_inside() -> None:
-    fig = B.pareto_figure(bench_results())
+    fig = bench_output.pareto_figure(bench_results())
     assert figure_problems(fig) == []
     renderer = fig.canvas.get_renderer()
     names = {r.workload for r in bench_results()}
@@ -124,22 +126,22 @@ def test_bench_pareto_figure_keeps_labels_apart_and_inside() -> None:
 
 def test_bench_plot_writes_the_png(tmp_path: Path) -> None:
     out = tmp_path / "pareto.png"
-    B.plot_pareto(bench_results(), str(out))
+    bench_output.plot_pareto(bench_results(), str(out))
     assert out.read_bytes()[:4] == b"\x89PNG"
 
 
-# ------------------------------------------------------------------- report figures (plots.py)
+# ------------------------------------------------------- report figures (runplots, gridplots...)
 
 
 def _capture(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     figs: list[Any] = []
-    real = plots._save
+    real = plotting.save
 
     def save(fig: Any, target: Any, fmt: str | None) -> Any:
         figs.append(fig)
         return real(fig, target, fmt)
 
-    monkeypatch.setattr(plots, "_save", save)
+    monkeypatch.setattr(plotting, "save", save)
     return figs
 
 
@@ -150,7 +152,7 @@ def _device(name: str, n: int, t0: float = 1.7e9) -> DeviceSeries:
 
 
 def test_report_figures_are_clean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from greentrack.schedule import plan_series
+    from greentrack.scheduling.planner import plan_series
 
     figs = _capture(monkeypatch)
     devs = [_device("gpu:0", 3000), _device("cpu:0", 3000)]
@@ -158,9 +160,9 @@ def test_report_figures_are_clean(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         {"name": "train", "path": "train", "t0_s": 1.7e9, "duration_s": 2000.0},
         {"name": "eval", "path": "eval", "t0_s": 1.7e9 + 2000, "duration_s": 999.0},
     ]
-    plots.plot_power(devs, tmp_path / "power.png", phases=phases, start_s=1.7e9)
-    plots.plot_energy(devs, tmp_path / "energy.png", phases=phases, start_s=1.7e9)
-    plots.plot_intensity(
+    runplots.plot_power(devs, tmp_path / "power.png", phases=phases, start_s=1.7e9)
+    runplots.plot_energy(devs, tmp_path / "energy.png", phases=phases, start_s=1.7e9)
+    gridplots.plot_intensity(
         {"start_s": 1.7e9 - 600, "step_s": 3600.0, "g_per_kwh": [200.0, 150.0, 90.0]},
         tmp_path / "intensity.png",
         run_start_s=1.7e9,
@@ -170,7 +172,7 @@ def test_report_figures_are_clean(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         provenance={"name": "csv", "zone": "ES", "kind": "average", "period": "2023"},
     )
     pts = [(1.0, 0.8), (2.0, 0.85), (1.5, 0.7), (4.0, 0.85), (0.5, 0.6), (3.0, 0.9)]
-    plots.plot_pareto(
+    pareto.plot_pareto(
         [{"energy_kwh": x, "value": y, "label": f"r{i}", "final": i == 5}
          for i, (x, y) in enumerate(pts)],
         tmp_path / "pareto.png",
@@ -183,7 +185,7 @@ def test_report_figures_are_clean(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         series, 1767225600.0 + 3600, 6 * 3600.0, strategy="pause_resume",
         within_s=24 * 3600.0, min_run_s=3600.0,
     )  # fmt: skip
-    plots.plot_schedule(series, plan, tmp_path / "plan.png")
+    gridplots.plot_schedule(series, plan, tmp_path / "plan.png")
     assert len(figs) == 5
     for fig in figs:
         assert figure_problems(fig) == [], fig.axes[0].get_title()

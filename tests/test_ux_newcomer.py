@@ -303,7 +303,7 @@ def test_known_config_is_silent() -> None:
 
 def test_show_prints_the_plan_its_replans_and_the_pauses_applied(sqlite_url: str) -> None:
     from greentrack.carbon.series import IntensitySeries, Provenance
-    from greentrack.schedule import plan_series
+    from greentrack.scheduling.planner import plan_series
 
     t0 = 1_700_000_000.0
     values = np.array([300, 40, 300, 300, 30, 300, 300, 300], dtype=np.float64)

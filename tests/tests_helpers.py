@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from greentrack.store.writer import Checkpoint
+from greentrack.store.checkpoint import Checkpoint
 
 
 def checkpoint(

@@ -46,8 +46,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from greentrack.carbon.base import IntensitySource
 from greentrack.carbon.regular import DEFAULT_MAX_GAP_STEPS, regularise
-from greentrack.carbon.sources import IntensitySource
 from greentrack.errors import IntensityDataError, UnknownRegionError
 from greentrack.timefmt import iso_utc
 

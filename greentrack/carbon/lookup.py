@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from greentrack.timefmt import iso_utc
 
 if TYPE_CHECKING:
+    from greentrack.carbon.base import IntensityPoint
     from greentrack.carbon.series import IntensitySeries
-    from greentrack.carbon.sources import IntensityPoint
     from greentrack.config import Config
 
 __all__ = ["IntensityLookup", "lookup_intensity"]
@@ -74,7 +74,7 @@ def lookup_intensity(
         zone: any accepted spelling; None: the CSV's zone, else the run-region precedence of
             :func:`~greentrack.carbon.regions.resolve_region` (environment, config, default).
         at_s: instant, epoch seconds (default: now; a CSV source needs a time inside its data).
-        source: source name (see :func:`~greentrack.carbon.sources.get_source`).
+        source: source name (see :func:`~greentrack.carbon.registry.get_source`).
         csv: CSV files (source ``csv``).
         forecast_s: horizon, seconds; when given a forecast is returned instead of a point.
         config: settings (``load_config()`` when None).
@@ -83,7 +83,7 @@ def lookup_intensity(
     import time
 
     from greentrack.carbon.regions import resolve_region
-    from greentrack.carbon.sources import get_source
+    from greentrack.carbon.registry import get_source
     from greentrack.errors import UnknownRegionError
 
     if config is None:

@@ -84,7 +84,7 @@ def prepare(
         start_s: the run's start, epoch seconds; None skips the CSV coverage check.
     """
     from greentrack.carbon.regions import resolve_region
-    from greentrack.carbon.sources import get_source
+    from greentrack.carbon.registry import get_source
 
     files = [*csv]
     src = get_source(
@@ -308,7 +308,7 @@ def _annual_g(
 ) -> float | None:
     """The run's CO2e at the zone's static annual average (the figure reports show beside the
     time-resolved one); None, with a warning, where there is none. Units: g."""
-    from greentrack.carbon.sources import static_annual
+    from greentrack.carbon.static import static_annual
 
     total_j = sum(float(e[-1]) for _, e in series.values() if len(e))
     try:

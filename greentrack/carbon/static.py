@@ -35,15 +35,15 @@ from greentrack.carbon._data import (
     codecarbon_json,
     countries,
 )
+from greentrack.carbon.base import IntensityPoint, IntensitySource
 from greentrack.carbon.provenance import Provenance
 from greentrack.carbon.regions import CANADA_PROVINCES, GCP_REGION_FIXES, zone_info
-from greentrack.carbon.sources import IntensityPoint, IntensitySource
 from greentrack.errors import IntensityError
 
 if TYPE_CHECKING:
     from greentrack.carbon.series import IntensitySeries
 
-__all__ = ["StaticSource", "static_intensity"]
+__all__ = ["StaticSource", "static_annual", "static_intensity"]
 
 SOURCE = "codecarbon-static"
 
@@ -239,3 +239,12 @@ class StaticSource(IntensitySource):
     def constant(self, zone: str) -> tuple[float, Provenance]:
         """The zone's annual average, which holds at every instant. Units: g CO₂e/kWh."""
         return static_intensity(zone)
+
+
+def static_annual(zone: str) -> tuple[float, Provenance]:
+    """Static annual-average intensity of ``zone`` (g CO₂e/kWh) and its provenance.
+
+    The offline figure reports show beside the time-resolved one. Raises
+    :class:`~greentrack.errors.UnknownRegionError` or :class:`IntensityError` when unknown.
+    """
+    return static_intensity(zone)

@@ -12,7 +12,7 @@ the store (``greentrack.store.queries``) and calls it — that is what ``greentr
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +23,8 @@ from greentrack.errors import ConfigError, IntensityDataError
 from greentrack.timefmt import iso_utc
 
 if TYPE_CHECKING:
+    from greentrack.carbon.base import IntensitySource
     from greentrack.carbon.series import Provenance
-    from greentrack.carbon.sources import IntensitySource
     from greentrack.config import Config
 
 __all__ = ["WhatIf", "whatif", "whatif_run"]
@@ -45,6 +45,8 @@ class WhatIf:
         provenance: of the intensity used.
         account: the full accounting (per device, per phase).
         warnings: e.g. a provider fallback.
+        embodied_g: the run's stored embodied share, g CO₂e: it does not move with place or
+            time, so it is the same in the what-if (None when not stored).
     """
 
     run: str | None
@@ -57,15 +59,29 @@ class WhatIf:
     provenance: Provenance
     account: CarbonAccount | None = None
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    embodied_g: float | None = None
+
+    def saving(self) -> str | None:
+        """"saves X g of Y g; embodied Z g unchanged" (None without the original figure)."""
+        from greentrack.carbon.embodied import saving_sentence
+
+        if self.original_co2e_g is None:
+            return None
+        return saving_sentence(
+            self.original_co2e_g - self.co2e_g, self.original_co2e_g, self.embodied_g
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        """``{run, region, start, co2e_g, original_co2e_g, source}`` (source = provenance)."""
+        """``{run, region, start, co2e_g, original_co2e_g, embodied_g, saving, source}``
+        (source = provenance; co2e_g figures are operational)."""
         return {
             "run": self.run,
             "region": self.region,
             "start": self.start,
             "co2e_g": self.co2e_g,
             "original_co2e_g": self.original_co2e_g,
+            "embodied_g": self.embodied_g,
+            "saving": self.saving(),
             "source": self.provenance.to_dict(),
         }
 
@@ -219,7 +235,7 @@ def whatif_run(
     and ``run_samples``. The intensity source is ``source`` (default: ``csv`` when files are
     given, else the configured provider).
     """
-    from greentrack.carbon.sources import get_source
+    from greentrack.carbon.registry import get_source
     from greentrack.store import queries
 
     if config is None:
@@ -241,7 +257,7 @@ def whatif_run(
             continue
         phases.append((str(ph.get("path") or ph.get("name")), p0, p0 + float(ph["duration_s"])))
     pue = run.get("pue")
-    return whatif(
+    result = whatif(
         samples,
         region=region,
         start_s=start_s,
@@ -253,3 +269,4 @@ def whatif_run(
         pue=float(pue) if pue is not None else config.pue,
         phases=phases,
     )
+    return replace(result, embodied_g=run.get("embodied_g"))

@@ -2,6 +2,7 @@
 
 from greentrack.cli import bench as _bench  # noqa: F401
 from greentrack.cli import carbon as _carbon  # noqa: F401
+from greentrack.cli import integrations as _integrations  # noqa: F401
 from greentrack.cli import report as _report  # noqa: F401
 
 # Each module registers its commands on ``main`` when imported.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from greentrack.cli.app import db_option, format_option, main, translate_errors
+from greentrack.workloads.suites import SUITES
 
 __all__ = ["bench"]
 
@@ -12,7 +13,7 @@ __all__ = ["bench"]
 @main.command("bench")
 @click.option(
     "--suite",
-    type=click.Choice(["tiny", "quick", "full"]),
+    type=click.Choice(list(SUITES)),
     default="quick",
     show_default=True,
     help="Sizes: tiny (one step per workload, for CI), quick (minutes on a CPU), full (GPU).",
@@ -61,7 +62,7 @@ def bench(
       greentrack bench --tiny --plot pareto.png
     """
     from greentrack.workloads.bench import bench as run
-    from greentrack.workloads.bench import format_report
+    from greentrack.workloads.output import format_report
 
     names = [n for n in (only or "").split(",") if n.strip()] or None
     report = run("tiny" if tiny else suite, names, device, db_url, not no_progress,

@@ -121,5 +121,6 @@ def whatif_cmd(
     click.echo(f"  what-if:  {format_co2e(data['co2e_g'])} CO2e")
     if original is not None:
         click.echo(f"  original: {format_co2e(original)} CO2e")
+        click.echo(f"  {data['saving']}")
     src = data["source"]
     click.echo(f"source: {src['name']} {src['zone']} {src['kind']} {src['period']}".rstrip())

@@ -16,6 +16,8 @@ from typing import Any
 
 import click
 
+from greentrack.carbon import registry as sources
+
 __all__ = ["IntensityInput", "intensity_options"]
 
 CSV_HELP = (
@@ -23,7 +25,7 @@ CSV_HELP = (
     "with --time-column/--value-column). Repeat for several files (e.g. one per year)."
 )
 SOURCE_HELP = (
-    "Intensity source: static | csv | electricitymaps | watttime | uk (default: csv with --csv, "
+    f"Intensity source: {' | '.join(sources.names())} (default: csv with --csv, "
     "else the configured provider)."
 )
 TZ_HELP = "IANA time zone of naive CSV timestamps (e.g. Europe/Madrid) [UTC]."
@@ -72,6 +74,11 @@ class IntensityInput:
         return opts
 
 
+def _complete_source(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion of ``--source``: the registry's names and aliases."""
+    return [n for n in sources.all_names() if n.startswith(incomplete.lower())]
+
+
 def intensity_options(
     *,
     csv_required: bool = False,
@@ -115,7 +122,18 @@ def intensity_options(
                 type=click.Path(dir_okay=False),
                 help=csv_help,
             ),
-            *([click.option("--source", metavar="NAME", help=SOURCE_HELP)] if source else []),
+            *(
+                [
+                    click.option(
+                        "--source",
+                        metavar="NAME",
+                        help=SOURCE_HELP,
+                        shell_complete=_complete_source,
+                    )
+                ]
+                if source
+                else []
+            ),
             click.option("--tz", metavar="ZONE", help=tz_help),
             click.option("--time-column", metavar="NAME", help="CSV timestamp column."),
             click.option("--value-column", metavar="NAME", help="CSV intensity column, g/kWh."),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from greentrack.cli.app import db_option, main, translate_errors
+from greentrack.report.render import FORMATS
 
 
 @main.command("report")
@@ -22,7 +23,7 @@ from greentrack.cli.app import db_option, main, translate_errors
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["markdown", "latex", "html", "json", "csv"]),
+    type=click.Choice(list(FORMATS)),
     default="markdown",
     show_default=True,
     help="Output format.",
@@ -40,6 +41,9 @@ from greentrack.cli.app import db_option, main, translate_errors
 )
 @click.option("--standalone", is_flag=True, help="LaTeX: a complete document (with bibliography).")
 @click.option("--no-plots", is_flag=True, help="HTML: leave the figures out.")
+@click.option("--sci", is_flag=True, help="Software Carbon Intensity ((E x I) + M) / R instead.")
+@click.option("--per", type=float, metavar="N", help="--sci: R, the functional units (e.g. 1000).")
+@click.option("--unit", metavar="UNIT", help="--sci: what R counts (inference, image, token).")
 @db_option
 @translate_errors
 def report_cmd(
@@ -56,6 +60,9 @@ def report_cmd(
     seed_keys,
     standalone,
     no_plots,
+    sci,
+    per,
+    unit,
     db_url,
 ) -> None:
     """The price tag of runs: hardware, time, energy, CO2e, FLOPs, each with its method.
@@ -69,9 +76,25 @@ def report_cmd(
       greentrack report --project cifar --format latex -o pricetag.tex
       greentrack report 3f2a 9b1c --format html -o report.html
       greentrack report --project cifar --final 3f2a --price-per-kwh 0.25 --currency EUR
+      greentrack report 3f2a --sci --per 1000 --unit inference
     """
+    from greentrack.cli.filters import parse_tags
+
+    if sci:
+        from greentrack.report.sci import sci_from_store
+
+        found = sci_from_store(
+            run_ids, db_url=db_url, project=project, tags=parse_tags(tags), since=since,
+            per=per, unit=unit, final=final,
+        )
+        if fmt == "json":
+            from greentrack.jsonout import dumps
+
+            click.echo(dumps({"sci": found.rows}))
+        else:
+            click.echo(found.text, nl=False)
+        return
     from greentrack.report.pricetag import make_report
-    from greentrack.store.queries import parse_tags
 
     result = make_report(
         run_ids,

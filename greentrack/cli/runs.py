@@ -38,7 +38,7 @@ CSV_COLUMNS = (
 
 
 def _methods(obj: dict[str, Any]) -> str:
-    from greentrack.store.queries import methods_label
+    from greentrack.report.model import methods_label
 
     return methods_label(obj) or "-"
 
@@ -85,7 +85,9 @@ def runs_cmd(project, status, tags, since, sort, asc, limit, fmt, db_url) -> Non
     Example:
       greentrack runs --project cifar --since 7d --format json
     """
+    from greentrack.cli.filters import parse_tags
     from greentrack.store import queries
+    from greentrack.timefmt import parse_since
 
     conn = queries.open_store(_db(db_url))
     try:
@@ -93,8 +95,8 @@ def runs_cmd(project, status, tags, since, sort, asc, limit, fmt, db_url) -> Non
             conn,
             project=project,
             status=status,
-            tags=queries.parse_tags(tags),
-            since=queries.parse_since(since) if since else None,
+            tags=parse_tags(tags),
+            since=parse_since(since) if since else None,
             sort=sort,
             descending=not asc,
             limit=limit,
@@ -186,6 +188,31 @@ def show_cmd(run_id, fmt, db_url) -> None:
     click.echo(render_run(obj))
 
 
+def _embodied_lines(o: dict[str, Any]) -> list[str]:
+    """Embodied emissions (schema 0004), operational + embodied = total, and the rows used."""
+    if o.get("embodied_g") is None:
+        return []
+    emb = o.get("embodied") or {}
+    out = [f"  embodied {format_co2e(o['embodied_g'])} CO2e  ({emb.get('method', 'SCI M')})"]
+    for d in emb.get("devices") or []:
+        life = f"{d['lifetime_years']:g} y" + (
+            f" x {d['utilisation']:g} in use" if d.get("utilisation", 1) != 1 else ""
+        )
+        share = f", share {d['share']:g}" if d.get("share", 1) != 1 else ""
+        out.append(
+            f"    {d['count']:g} x {d['row']}: {format_co2e(d['embodied_g'])}  "
+            f"(TE {d['te_kg_each']:g} kg each, {life}{share}; {d['source']}; {d['scope']})"
+        )
+    if emb.get("missing"):
+        out.append(f"    not counted (no table row): {', '.join(emb['missing'])}")
+    if o.get("total_co2e_g") is not None:
+        out.append(
+            f"  total {format_co2e(o['total_co2e_g'])} CO2e = operational "
+            f"{format_co2e(o['co2e_g'])} + embodied {format_co2e(o['embodied_g'])}"
+        )
+    return out
+
+
 def render_run(o: dict[str, Any]) -> str:
     """Human view of a run object."""
     out = [
@@ -236,6 +263,7 @@ def render_run(o: dict[str, Any]) -> str:
             out.append(
                 "  CO2e at the static annual average: " + format_co2e(o["co2e_g_annual_average"])
             )
+    out.extend(_embodied_lines(o))
     fc = o.get("forecast")
     if fc and fc.get("predicted_energy_j") is not None:
         out.append(
@@ -391,12 +419,29 @@ def detect_cmd(fmt) -> None:
     help="What the CPU/RAM estimates count: the machine's load, or this command's processes "
     "(default: machine, or GREENTRACK_CPU_SHARE).",
 )
+@click.option(
+    "--prometheus-port",
+    type=click.IntRange(1, 65535),
+    metavar="PORT",
+    help="Serve the run's live figures on http://127.0.0.1:PORT/metrics (prometheus-client; "
+    "default: GREENTRACK_PROMETHEUS_PORT).",
+)
 @intensity_options(csv_help="Account the run on intensity from CSV file(s) covering its time.")
 @db_option
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @translate_errors
 def run_cmd(
-    project, name, region, params, tags, interval_s, cpu_share, intensity, db_url, command
+    project,
+    name,
+    region,
+    params,
+    tags,
+    interval_s,
+    cpu_share,
+    prometheus_port,
+    intensity,
+    db_url,
+    command,
 ) -> None:
     """Track any command; exits with the command's exit code.
 
@@ -408,8 +453,8 @@ def run_cmd(
       greentrack run --project cifar -- python train.py --epochs 3
       greentrack run --region ES -- python train.py
     """
+    from greentrack.cli.filters import parse_tags
     from greentrack.runner import run_command
-    from greentrack.store.queries import parse_tags
 
     code = run_command(
         list(command),
@@ -424,6 +469,7 @@ def run_cmd(
         source=intensity.source,
         csv=intensity.csv_files,
         csv_options=intensity.csv_options(),
+        integrations={"prometheus_port": prometheus_port} if prometheus_port else None,
     )
     sys.exit(code)
 

@@ -16,11 +16,12 @@ import click
 
 from greentrack.cli.app import db_option, echo_json, format_option, main, translate_errors
 from greentrack.cli.options import IntensityInput, intensity_options
+from greentrack.scheduling.request import PlanRequest
 
 __all__ = ["schedule_cmd", "study_cmd"]
 
 
-_SUB = "greentrack.schedule.subcommand"
+_SUB = "greentrack.cli.schedule.subcommand"
 _CMD_METAVAR = "[-- CMD [ARGS]...]"
 
 
@@ -65,23 +66,6 @@ class _ScheduleGroup(click.Group):
 
 def _split_list(values: tuple[str, ...]) -> list[str]:
     return [v.strip() for raw in values for v in raw.split(",") if v.strip()]
-
-
-def _plan_csv(
-    files: list[str], region: str | None, source: str | None, csv_options: dict[str, Any]
-) -> Any:
-    """The CSV series a plan is made on, read with the command's layout options (the rows of
-    ``region`` when the files hold several zones)."""
-    from greentrack.carbon.csvsource import load_csv
-    from greentrack.errors import ScheduleError
-
-    if source and source.strip().lower() != "csv":
-        raise ScheduleError(f"--csv was given with --source {source}; drop one of them")
-    if region:
-        from greentrack.carbon.regions import canonical_zone
-
-        csv_options = {**csv_options, "zone": canonical_zone(region)}
-    return load_csv(files, **csv_options)
 
 
 @main.group(
@@ -165,33 +149,31 @@ def schedule_cmd(
       greentrack schedule --region GB --source uk --duration 2h --within 12h -- python train.py
       greentrack schedule study --csv ES_2022_hourly.csv --duration 1h,6h,24h --within 24h
     """
-    source, csv_files, tz = intensity.source, intensity.csv, intensity.tz
-    options: dict[str, Any] = {
-        "duration": duration,
-        "within": within,
-        "deadline": deadline,
-        "at": at,
-        "strategy": "pause_resume" if pause_resume else "flexible_start",
-        "region": region,
-        "source": source,
-        "csv": list(csv_files) or None,
-        "min_run": min_run,
-        "max_pauses": max_pauses,
-        "power_w": power_w,
-        "profile_run": profile_run,
-        "pause_power_w": pause_power_w or 0.0,
-        "tz": tz,
-        "db_url": db_url,
-    }
-    if csv_files:  # loaded here with the layout options; plan() takes the series
-        options["series"] = _plan_csv(list(csv_files), region, source, intensity.csv_options())
+    request = PlanRequest(
+        duration=duration,
+        within=within,
+        deadline=deadline,
+        at=at,
+        strategy="pause_resume" if pause_resume else "flexible_start",
+        region=region,
+        source=intensity.source,
+        csv=intensity.csv_files,
+        csv_options=intensity.csv_options(),
+        min_run=min_run,
+        max_pauses=max_pauses,
+        power_w=power_w,
+        profile_run=profile_run,
+        pause_power_w=pause_power_w or 0.0,
+        tz=intensity.tz,
+        db_url=db_url,
+    )
     if command:
-        from greentrack.schedule_exec import schedule_command
-        from greentrack.store.queries import parse_tags
+        from greentrack.cli.filters import parse_tags
+        from greentrack.scheduling.execute import schedule_command
 
         code = schedule_command(
             list(command),
-            plan_options=options,
+            request=request,
             project=project,
             name=name,
             params=dict(parse_tags(params)),
@@ -199,12 +181,11 @@ def schedule_cmd(
             db_url=db_url,
             pause_mode=pause_mode,
             replan_threshold_pct=replan_threshold,
-            csv_options=intensity.csv_options(),
         )
         sys.exit(code)
-    from greentrack.schedule import format_plan, plan
+    from greentrack.scheduling.planner import format_plan, plan_for
 
-    result = plan(**options)
+    result = plan_for(request)
     if fmt == "json":
         echo_json(result.to_dict())
     else:
@@ -258,7 +239,8 @@ def study_cmd(
       greentrack schedule study --csv ES_2022_hourly.csv --csv NO_2022_hourly.csv \\
           --duration 6h --within 12h,24h --format markdown --plot study.png
     """
-    from greentrack.schedule import format_study, save_study_plot, study_files
+    from greentrack.scheduling.study import format_study, study_files
+    from greentrack.scheduling.study_plot import save_study_plot
 
     results = study_files(
         list(intensity.csv),

@@ -59,7 +59,7 @@ class CallbackRun:
             return
         if self.run is not None and not self.owned:
             return  # the user's run already ended: report nothing rather than start another
-        from greentrack.tracker import Run
+        from greentrack.run import Run
 
         kwargs = dict(self.track_kwargs)
         kwargs["params"] = {**params, **(kwargs.get("params") or {})}

@@ -60,11 +60,23 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from greentrack.errors import MeterError, MeterPermissionError
-from greentrack.meters.base import DeviceReading, Meter
+from greentrack.meters.base import DeviceReading, Meter, MeterStatus
 
-__all__ = ["RaplDomain", "RaplMeter", "discover_domains", "permission_fix", "powercap_dir"]
+if TYPE_CHECKING:
+    from greentrack.meters.registry import DetectContext, OpenContext
+
+__all__ = [
+    "RaplDomain",
+    "RaplMeter",
+    "detect_meter",
+    "discover_domains",
+    "open_meter",
+    "permission_fix",
+    "powercap_dir",
+]
 
 _ZONE = re.compile(r"^(?P<ctl>[A-Za-z][\w-]*):(?P<idx>\d+)$")
 _PRIMARY_CONTROL = "intel-rapl"
@@ -448,3 +460,57 @@ class RaplMeter(Meter):
                 for s in self._states
                 if not s.merged and s.mirror_of is None
             ]
+
+
+# -- the registry's hooks (greentrack.meters.registry) --------------------------------------------
+def open_meter(ctx: OpenContext) -> RaplMeter | None:
+    """RAPL for the CPU packages and DRAM ``ctx`` needs, or None; a permission problem goes to
+    ``ctx.problems`` (the estimate standing in puts the fix on the run)."""
+    wanted = [c for c, need in (("cpu", ctx.needs("cpu")), ("dram", ctx.needs("ram"))) if need]
+    if not wanted:
+        return None
+    try:
+        rapl = RaplMeter.open(ctx.config.sysfs, components=wanted)
+    except MeterPermissionError as e:
+        ctx.problems.append(str(e))
+        return None
+    except MeterError:
+        return None
+    have = {d.component for d in rapl.domains}
+    ctx.covered.update("ram" if c == "dram" else c for c in have)
+    if ctx.config.cpu_share == "process":
+        rapl.warn(
+            "cpu_share=process applies to the estimates only: RAPL measures whole CPU "
+            "packages and DRAM, which other programs on this machine share"
+        )
+    return rapl
+
+
+def _detect(ctx: DetectContext, component: str, name: str) -> MeterStatus:
+    root = powercap_dir(ctx.config.sysfs)
+    try:
+        meter = RaplMeter.open(ctx.config.sysfs, components=[component])
+    except MeterError as e:  # includes MeterPermissionError, whose message is the fix
+        return MeterStatus(name, False, str(e))
+    what = "CPU package" if component == "cpu" else "DRAM"
+    zones = ", ".join(f"{d.device} ({d.zone})" for d in meter.domains)
+    meter.start(0.0)  # one read of each counter: which zones may mirror another
+    twins = [f"{z} may mirror {first}" for z, first in meter.mirror_candidates().items()]
+    note = (
+        f"; {', '.join(twins)} (equal now: counted once if they move together over a run's "
+        "first reads)"
+        if twins
+        else ""
+    )
+    return MeterStatus(
+        name,
+        True,
+        f"{what} energy counters readable under {root}: {zones}{note}",
+        meter.devices,
+        "counter",
+    )
+
+
+def detect_meter(ctx: DetectContext) -> list[MeterStatus]:
+    """``rapl`` (CPU packages) and ``rapl-dram``: readable here or not, and why."""
+    return [_detect(ctx, "cpu", "rapl"), _detect(ctx, "dram", "rapl-dram")]

@@ -35,15 +35,17 @@ def make_plot(
     title: str | None = None,
 ) -> Path:
     """Draw one figure into ``output`` (``.svg``, ``.png`` or ``.pdf``); returns the path."""
-    from greentrack.report import plots
-    from greentrack.report.data import iso_to_s, load_runs, load_samples, store
+    from greentrack.report import gridplots, pareto, runplots
+    from greentrack.report.data import iso_to_s, store
+    from greentrack.report.plotting import DEFAULT_BUCKETS
+    from greentrack.store.reads import load_runs, load_samples
 
     if kind not in KINDS:
         raise ConfigError(f"unknown plot kind {kind!r}; choose one of {', '.join(KINDS)}")
     out = Path(output)
     if kind == "schedule" and plan_file is not None:
         plan = _read_plan(plan_file)
-        plots.plot_schedule(_plan_series(plan, csv, region, source), plan, out, title=title)
+        gridplots.plot_schedule(_plan_series(plan, csv, region, source), plan, out, title=title)
         return out
     with store(db_url) as conn:
         if kind == "pareto":
@@ -54,20 +56,20 @@ def make_plot(
             runs = load_runs(conn, run_ids)
         samples = None
         if kind in ("power", "energy"):
-            samples = load_samples(conn, runs[0]["id"], buckets=plots.DEFAULT_BUCKETS)
+            samples = load_samples(conn, runs[0]["id"], buckets=DEFAULT_BUCKETS)
     run = runs[0]
     name = f"{run['project']} / {run['name']} ({run['id'][:8]})"
     start = iso_to_s(run.get("started_at"))
     if kind == "power":
-        plots.plot_power(
+        runplots.plot_power(
             samples, out, start_s=start, phases=run["phases"], title=title or f"Power: {name}"
         )
     elif kind == "energy":
-        plots.plot_energy(
+        runplots.plot_energy(
             samples, out, start_s=start, phases=run["phases"], title=title or f"Energy: {name}"
         )
     elif kind == "intensity":
-        from greentrack.report.pricetag import price_tag
+        from greentrack.report.model import price_tag
 
         if not (run.get("intensity_series") or {}).get("g_per_kwh"):
             raise ConfigError(
@@ -75,7 +77,7 @@ def make_plot(
                 "data); nothing to plot"
             )
         inten = price_tag(run)["intensity"] or {}
-        plots.plot_intensity(
+        gridplots.plot_intensity(
             run["intensity_series"],
             out,
             run_start_s=start,
@@ -86,13 +88,11 @@ def make_plot(
             title=title,
         )
     elif kind == "pareto":
-        from greentrack.report.html import pareto_points, pick_metric
-
-        key = pick_metric(runs, metric)
+        key = pareto.pick_metric(runs, metric)
         if key is None:
             raise ConfigError("these runs logged no metric; log one with run.log(accuracy=...)")
-        plots.plot_pareto(
-            pareto_points(runs, key),
+        pareto.plot_pareto(
+            pareto.pareto_points(runs, key),
             out,
             metric=key,
             higher_is_better=not lower_is_better,
@@ -105,7 +105,7 @@ def make_plot(
                 "`greentrack schedule --format json`)"
             )
         plan = run["plan"]
-        plots.plot_schedule(_plan_series(plan, csv, region, source), plan, out, title=title)
+        gridplots.plot_schedule(_plan_series(plan, csv, region, source), plan, out, title=title)
     return out
 
 
@@ -142,7 +142,7 @@ def _plan_series(
         raise ConfigError("the plan was made on CSV data: pass the same file(s) with --csv")
     if not zone:
         raise ConfigError("the plan names no zone: pass --region or --csv")
-    from greentrack.carbon.sources import get_source
+    from greentrack.carbon.registry import get_source
 
     t0 = iso_to_s(plan.get("submitted")) or min(a for a, _ in plan.get("segments_s") or [[0, 0]])
     t1 = iso_to_s(plan.get("deadline")) or max(b for _, b in plan.get("segments_s") or [[0, 0]])

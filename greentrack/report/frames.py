@@ -43,6 +43,8 @@ RUN_COLUMNS = (
     "region",
     "co2e_g",
     "co2e_g_annual_average",
+    "embodied_g",
+    "total_co2e_g",
     "intensity_source",
     "intensity_zone",
     "intensity_kind",
@@ -56,7 +58,7 @@ RUN_COLUMNS = (
 
 def _filters(filters: Mapping[str, Any]) -> dict[str, Any]:
     """``status``, ``tags`` ({k: v} or ["k=v"]), ``since`` ("7d" or a datetime), ``limit``."""
-    from greentrack.store.queries import parse_since, parse_tags
+    from greentrack.timefmt import parse_since
 
     unknown = set(filters) - {"status", "tags", "since", "limit"}
     if unknown:
@@ -68,13 +70,21 @@ def _filters(filters: Mapping[str, Any]) -> dict[str, Any]:
     if filters.get("status"):
         out["status"] = filters["status"]
     tags = filters.get("tags") or ()
-    out["tags"] = list(tags.items()) if isinstance(tags, Mapping) else parse_tags(tags)
+    out["tags"] = list(tags.items()) if isinstance(tags, Mapping) else [_tag(t) for t in tags]
     since = filters.get("since")
     if isinstance(since, str):
         out["since"] = parse_since(since)
     elif isinstance(since, datetime):
         out["since"] = since
     return out
+
+
+def _tag(text: str) -> tuple[str, str]:
+    """``"k=v"`` -> ``("k", "v")``; a clear error for a missing ``=``."""
+    if "=" not in text:
+        raise ConfigError(f"tag {text!r} must be KEY=VALUE (or pass tags as a dict)")
+    key, value = text.split("=", 1)
+    return key, value
 
 
 def _numeric(values: Sequence[Any]) -> Any:
@@ -110,6 +120,7 @@ def runs_frame(
     import pandas as pd
 
     from greentrack.report.data import store
+    from greentrack.report.model import methods_label
     from greentrack.store import queries
 
     opts = _filters(filters)
@@ -138,10 +149,12 @@ def runs_frame(
             "energy_cpu_kwh": comp.get("cpu"),
             "energy_dram_kwh": comp.get("dram"),
             "energy_ram_kwh": comp.get("ram"),
-            "methods": queries.methods_label(o),
+            "methods": methods_label(o),
             "region": o["region"],
             "co2e_g": o["co2e_g"],
             "co2e_g_annual_average": o["co2e_g_annual_average"],
+            "embodied_g": o.get("embodied_g"),  # schema 0004 (README: Embodied emissions)
+            "total_co2e_g": o.get("total_co2e_g"),
             "intensity_source": src.get("name"),
             "intensity_zone": src.get("zone"),
             "intensity_kind": src.get("kind"),
@@ -184,6 +197,8 @@ def runs_frame(
         "energy_ram_kwh",
         "co2e_g",
         "co2e_g_annual_average",
+        "embodied_g",
+        "total_co2e_g",
         "flops",
     ):
         df[col] = pd.to_numeric(df[col], errors="coerce")
@@ -200,8 +215,9 @@ def samples_frame(run: str, *, db: str | None = None) -> pd.DataFrame:
     import numpy as np
     import pandas as pd
 
-    from greentrack.report.data import load_samples, store
+    from greentrack.report.data import store
     from greentrack.store.queries import resolve_run_id
+    from greentrack.store.reads import load_samples
 
     with store(db) as conn:
         rid = resolve_run_id(conn, run)

@@ -1,7 +1,8 @@
 """The price tag as one self-contained HTML page: inline CSS, inline SVG plots, no requests.
 
 The page holds the same table, notes and run list as the Markdown report, plus figures drawn by
-:mod:`greentrack.report.plots` and inlined as SVG (text kept as text): power, cumulative energy
+:mod:`greentrack.report.runplots`, :mod:`~greentrack.report.gridplots` and
+:mod:`~greentrack.report.pareto`, inlined as SVG (text kept as text): power, cumulative energy
 and carbon intensity of the final runs (or of the latest runs when none is final), and accuracy
 versus energy across runs. Nothing is fetched: no fonts, scripts, styles or images from
 anywhere, so the file can be mailed, archived or attached to a paper's supplement.
@@ -13,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from greentrack.report.formats import (
+from greentrack.report.pareto import pareto_points, pick_metric, plot_pareto
+from greentrack.report.table import (
     assumption_lines,
     cell_text,
     groups_table,
@@ -22,7 +24,7 @@ from greentrack.report.formats import (
     table_rows,
 )
 
-__all__ = ["css", "html_assumptions", "html_page", "html_pricetag", "pick_metric", "render_html"]
+__all__ = ["css", "html_assumptions", "html_page", "html_pricetag", "render", "render_html"]
 
 MAX_RUN_FIGURES = 4
 """Runs whose power / energy / intensity figures an HTML report draws (final runs first)."""
@@ -110,19 +112,6 @@ def html_assumptions(report: Mapping[str, Any]) -> str:
     return f'<h2>Assumptions</h2><ul class="assumptions">{items}</ul>'
 
 
-def pick_metric(runs: Sequence[Mapping[str, Any]], metric: str | None = None) -> str | None:
-    """The metric for accuracy-vs-energy: ``metric``, else ``accuracy``/``acc``-like, else any
-    metric that is not a loss, else None."""
-    keys = sorted({k for r in runs for k in (r.get("metrics") or {})})
-    if metric:
-        return metric
-    for k in keys:
-        if "acc" in k.lower():
-            return k
-    rest = [k for k in keys if "loss" not in k.lower() and "error" not in k.lower()]
-    return rest[0] if rest else (keys[0] if keys else None)
-
-
 def _figure_runs(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     runs = report["runs"]
     finals = [r for r in runs if r["pricetag"]["final"]]
@@ -132,8 +121,9 @@ def _figure_runs(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 def run_figures(run: Mapping[str, Any], samples: Any) -> list[tuple[str, str]]:
     """(caption, inline SVG) of a run's power, energy and intensity figures (what it has)."""
-    from greentrack.report import plots
+    from greentrack.report import gridplots, runplots
     from greentrack.report.data import iso_to_s
+    from greentrack.report.plotting import svg_text
 
     out = []
     start = iso_to_s(run.get("started_at"))
@@ -141,8 +131,8 @@ def run_figures(run: Mapping[str, Any], samples: Any) -> list[tuple[str, str]]:
         out.append(
             (
                 "Power per device; phases hatched along the top.",
-                plots.svg_text(
-                    plots.plot_power,
+                svg_text(
+                    runplots.plot_power,
                     samples,
                     start_s=start,
                     phases=run.get("phases") or [],
@@ -153,8 +143,8 @@ def run_figures(run: Mapping[str, Any], samples: Any) -> list[tuple[str, str]]:
         out.append(
             (
                 "Cumulative device energy.",
-                plots.svg_text(
-                    plots.plot_energy,
+                svg_text(
+                    runplots.plot_energy,
                     samples,
                     start_s=start,
                     phases=run.get("phases") or [],
@@ -169,8 +159,8 @@ def run_figures(run: Mapping[str, Any], samples: Any) -> list[tuple[str, str]]:
         out.append(
             (
                 "Grid carbon intensity during the run (the stored series).",
-                plots.svg_text(
-                    plots.plot_intensity,
+                svg_text(
+                    gridplots.plot_intensity,
                     series,
                     run_start_s=start,
                     run_end_s=iso_to_s(run.get("ended_at")),
@@ -181,21 +171,6 @@ def run_figures(run: Mapping[str, Any], samples: Any) -> list[tuple[str, str]]:
             )
         )
     return out
-
-
-def pareto_points(runs: Sequence[Mapping[str, Any]], metric: str) -> list[dict[str, Any]]:
-    """Plot points of accuracy-vs-energy: facility kWh, the metric, a label, final or not."""
-    from greentrack.report.pricetag import is_final
-
-    return [
-        {
-            "energy_kwh": r.get("facility_energy_kwh"),
-            "value": (r.get("metrics") or {}).get(metric),
-            "label": f"{r['name']} {r['id'][:6]}",
-            "final": (r.get("pricetag") or {}).get("final", is_final(r)),
-        }
-        for r in runs
-    ]
 
 
 def _figure_html(caption: str, svg: str) -> str:
@@ -238,8 +213,9 @@ def render_html(
 
 
 def _figures(report: Mapping[str, Any], db_url: str | None, metric: str | None) -> list[str]:
-    from greentrack.report import plots
-    from greentrack.report.data import load_samples, store
+    from greentrack.report.data import store
+    from greentrack.report.plotting import DEFAULT_BUCKETS, svg_text
+    from greentrack.store.reads import load_samples
 
     out = []
     runs = report["runs"]
@@ -248,7 +224,7 @@ def _figures(report: Mapping[str, Any], db_url: str | None, metric: str | None) 
     if db_url is not None:
         with store(db_url) as conn:
             for r in chosen:
-                samples[r["id"]] = load_samples(conn, r["id"], buckets=plots.DEFAULT_BUCKETS)
+                samples[r["id"]] = load_samples(conn, r["id"], buckets=DEFAULT_BUCKETS)
     for r in chosen:
         figs = run_figures(r, samples.get(r["id"]))
         if figs:
@@ -263,7 +239,7 @@ def _figures(report: Mapping[str, Any], db_url: str | None, metric: str | None) 
         pts = pareto_points(runs, key)
         if sum(p["value"] is not None for p in pts) >= 2:
             lower = any(w in key.lower() for w in ("loss", "error", "perplexity"))
-            svg = plots.svg_text(plots.plot_pareto, pts, metric=key, higher_is_better=not lower)
+            svg = svg_text(plot_pareto, pts, metric=key, higher_is_better=not lower)
             out.append("<h2>Accuracy versus energy</h2>")
             out.append(
                 '<div class="figures">'
@@ -275,3 +251,14 @@ def _figures(report: Mapping[str, Any], db_url: str | None, metric: str | None) 
                 + "</div>"
             )
     return out
+
+
+def render(
+    report: Mapping[str, Any],
+    *,
+    db_url: str | None = None,
+    plots: bool = True,
+    **_options: Any,
+) -> str:
+    """The format's entry point (:mod:`greentrack.report.render`): :func:`render_html`."""
+    return render_html(report, db_url=db_url, plots=plots)

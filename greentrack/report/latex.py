@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from greentrack.report.formats import (
+from greentrack.errors import ConfigError
+from greentrack.report.model import COMPONENT_NAMES, METHOD_TEXT, NA, names_text
+from greentrack.report.table import (
     assumption_lines,
     cell_text,
     fmt_duration,
@@ -20,9 +23,8 @@ from greentrack.report.formats import (
     hardware_text,
     table_rows,
 )
-from greentrack.report.pricetag import COMPONENT_NAMES, METHOD_TEXT, NA, names_text
 
-__all__ = ["BIB_KEYS", "bibtex", "render_latex", "tex_escape"]
+__all__ = ["BIB_KEYS", "bib_path", "bibtex", "companions", "render", "render_latex", "tex_escape"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -269,3 +271,44 @@ def _mass(g: float | None) -> str:
     if g is None:
         return NA
     return f"{fmt_num(g / 1000)} kg" if g >= 1000 else f"{fmt_num(g)} g"
+
+
+# --------------------------------------------------------------------------------------------
+# The format's entry points (greentrack.report.render)
+# --------------------------------------------------------------------------------------------
+
+
+def render(
+    report: Mapping[str, Any],
+    *,
+    standalone: bool = False,
+    output: str | Path | None = None,
+    **_options: Any,
+) -> str:
+    """:func:`render_latex`; written to ``output``, a standalone document names the BibTeX
+    beside it (:func:`bib_path`)."""
+    bib_name = bib_path(output).stem if output is not None else "greentrack"
+    return render_latex(report, standalone=bool(standalone), bib_name=bib_name)
+
+
+def companions(output: Path) -> list[tuple[Path, str]]:
+    """The BibTeX written beside a LaTeX report at ``output``: ``[(<stem>.bib, bibtex())]``."""
+    return [(bib_path(output), bibtex())]
+
+
+def bib_path(output: str | Path) -> Path:
+    """Where the BibTeX of a LaTeX report written to ``output`` goes: ``<stem>.bib`` beside it
+    (``x.tex`` -> ``x.bib``), standalone or not — never a fixed name that could be another
+    document's bibliography.
+
+    Raises:
+        ConfigError: ``output`` is itself a ``.bib`` file (the BibTeX would overwrite it).
+    """
+    path = Path(output)
+    bib = path.with_suffix(".bib")
+    if bib == path:
+        raise ConfigError(
+            f"-o {path}: a LaTeX report writes its BibTeX to {bib.name} beside the .tex file; "
+            f"name the output {path.with_suffix('.tex').name}"
+        )
+    return bib

@@ -2,10 +2,10 @@
 
 Green AI (Schwartz, Dodge, Smith & Etzioni, CACM 2020) asks every paper to report the cost of its
 results next to their accuracy — hardware, time, energy, emissions, FLOPs — for the final model
-*and* for the whole development, tuning included. :func:`build_report` turns run objects (the
-store's JSON contract) into that price tag; :func:`render` prints it as Markdown, JSON or CSV
-(:mod:`greentrack.report.formats`), LaTeX (:mod:`greentrack.report.latex`) or HTML
-(:mod:`greentrack.report.html`).
+*and* for the whole development, tuning included. This module assembles that price tag:
+:func:`build_report` turns run objects (the store's JSON contract) into the report object, from
+the per-run figures of :mod:`greentrack.report.model`; :func:`make_report` loads the runs and
+prints the report in any registered format (:mod:`greentrack.report.render`).
 
 Rules (all documented in the report's own method notes):
 
@@ -14,19 +14,12 @@ Rules (all documented in the report's own method notes):
   of the total energy and CO₂e. Without a final run no share is computed, and the report says so.
 * **Seeds**: runs with the same project, name and parameters apart from ``seed`` (configurable)
   form a group; groups of two or more runs get mean ± sample standard deviation (n − 1).
-* **Device-hours**: wall time × the number of GPUs tracked (across processes); for runs without
-  a GPU, × the number of CPU packages tracked (measured or estimated).
+* **Device-hours**, **measured or estimated** and **assumptions**: see
+  :mod:`greentrack.report.model`.
 * Every run counts, whatever its status: a failed or crashed run used energy up to its last
   checkpoint.
 * Nothing is invented: a figure the store does not hold (no intensity data, no FLOPs logged) is
   shown as "n/a", never estimated here.
-* **Measured or estimated**: the statement says "measured" only when every component's method
-  is a measurement (counter, sampled power); "estimated" when none is; mixed, which part is which
-  (:func:`energy_basis`, :func:`basis_phrase`).
-* **Assumptions**: every assumption behind a figure is listed once (:func:`assumptions`): each
-  device's stored note (``components.note``; an estimate without one says so), phases whose
-  energy came from another method (``phases.method``), ranks whose devices another rank
-  measured, and the warnings recorded on the run.
 """
 
 from __future__ import annotations
@@ -38,288 +31,25 @@ from pathlib import Path
 from typing import Any
 
 from greentrack.errors import ConfigError
-from greentrack.units import J_PER_KWH
+from greentrack.report.model import (
+    COMPONENT_NAMES,
+    METHOD_TEXT,
+    REPORT_SCHEMA,
+    energy_basis,
+    finite,
+    is_final,
+    names_text,
+    price_tag,
+)
 
 __all__ = [
-    "FORMATS",
-    "REPORT_SCHEMA",
+    "ReportOutput",
+    "aggregate",
     "build_report",
-    "is_final",
     "make_report",
     "method_notes",
-    "price_tag",
-    "render",
+    "report_assumptions",
 ]
-
-REPORT_SCHEMA = "greentrack.report/1"
-FORMATS = ("markdown", "latex", "html", "json", "csv")
-FINAL_VALUES = ("true", "1", "yes")
-NA = "n/a"
-COMPONENT_NAMES = {"gpu": "GPU", "cpu": "CPU", "dram": "DRAM", "ram": "RAM"}
-METHOD_TEXT = {
-    "counter": "the device's cumulative energy counter",
-    "sampled": "sampled power integrated over time",
-    "estimated": "a power model (no meter)",
-}
-MEASURED_METHODS = frozenset({"counter", "sampled"})
-"""Methods that measure the device (anything else, ``estimated`` included, is an estimate)."""
-NO_NOTE = (
-    "estimated by a power model; the store holds no note of its assumptions (recorded before "
-    "schema 0003)"
-)
-PHASE_METHOD_TEXT = {
-    "sampled": "sampled power, not the counter (the window is shorter than the counter's "
-    "update period)",
-}
-
-
-# --------------------------------------------------------------------------------------------
-# Per-run figures
-# --------------------------------------------------------------------------------------------
-
-
-def is_final(run: Mapping[str, Any], final_ids: Iterable[str] = ()) -> bool:
-    """Whether a run is a final run: tagged ``final=true|1|yes`` or named in ``final_ids``."""
-    if run["id"] in set(final_ids):
-        return True
-    return str((run.get("tags") or {}).get("final", "")).strip().lower() in FINAL_VALUES
-
-
-def _float(value: Any) -> float | None:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
-
-
-def energy_basis(energy_by_component: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Whether the energy was measured, estimated or both: ``{basis, measured, estimated}``.
-
-    ``basis`` is ``measured`` when every component's methods are in :data:`MEASURED_METHODS`
-    (counter, sampled power), ``estimated`` when none is, ``mixed`` otherwise, ``none`` without
-    components; ``measured`` / ``estimated`` list the component kinds (``gpu``, ``cpu``, ...):
-    a component estimated anywhere (one run, one device) is listed as estimated.
-    """
-    measured, estimated = [], []
-    for c in energy_by_component:
-        if all(m in MEASURED_METHODS for m in c["methods"]):
-            measured.append(c["component"])
-        else:
-            estimated.append(c["component"])
-    if not measured and not estimated:
-        basis = "none"
-    elif not estimated:
-        basis = "measured"
-    elif not measured:
-        basis = "estimated"
-    else:
-        basis = "mixed"
-    return {"basis": basis, "measured": measured, "estimated": estimated}
-
-
-def names_text(components: Sequence[str]) -> str:
-    names = [COMPONENT_NAMES.get(c, c) for c in components]
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
-
-def basis_phrase(basis: Mapping[str, Any]) -> str:
-    """``measured`` | ``estimated (no energy meter)`` | ``GPU measured, CPU and RAM estimated``."""
-    if basis["basis"] == "measured":
-        return "measured"
-    if basis["basis"] == "estimated":
-        return "estimated with power models (no energy meter)"
-    if basis["basis"] == "mixed":
-        return (
-            f"{names_text(basis['measured'])} measured, {names_text(basis['estimated'])} estimated"
-        )
-    return "nothing measured"
-
-
-def assumptions(run: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every assumption behind the figures of one run object, one line each.
-
-    Items are ``{kind, text, ...}``: ``component`` (a device's note from ``components.note``;
-    an estimated device without a note says the store holds none), ``phase`` (windows whose
-    energy came from another method, ``phases.method``), ``rank`` (a distributed rank and who
-    measured its devices) and ``warning`` (every warning recorded on the run, once).
-    """
-    out: list[dict[str, Any]] = []
-    multi = (run.get("world_size") or 1) > 1
-    for c in run.get("components") or []:
-        note = c.get("note")
-        if not note and c.get("method") not in MEASURED_METHODS:
-            note = NO_NOTE
-        if note:
-            where = f", rank {c.get('rank', 0)}" if multi else ""
-            out.append(
-                {
-                    "kind": "component",
-                    "component": c["component"],
-                    "device": c["device"],
-                    "rank": c.get("rank", 0),
-                    "text": f"{COMPONENT_NAMES.get(c['component'], c['component'])} "
-                    f"({c['device']}{where}): {note}",
-                }
-            )
-    windows: dict[tuple[str, str], int] = {}
-    counts: dict[str, int] = {}
-    for p in run.get("phases") or []:
-        counts[p["path"]] = counts.get(p["path"], 0) + 1
-        method = p.get("method")
-        if method:
-            windows[(p["path"], method)] = windows.get((p["path"], method), 0) + 1
-    for (path, method), n in windows.items():
-        how = "/".join(PHASE_METHOD_TEXT.get(m, m) for m in method.split("/"))
-        out.append(
-            {
-                "kind": "phase",
-                "phase": path,
-                "method": method,
-                "text": f"phase {path}: {n} of {counts[path]} windows from {how}",
-            }
-        )
-    if multi:
-        for p in run.get("processes") or []:
-            if p.get("note"):
-                out.append(
-                    {
-                        "kind": "rank",
-                        "rank": p["rank"],
-                        "host": p.get("host"),
-                        "text": f"rank {p['rank']}@{p.get('host') or '?'}: "
-                        f"{format_j(p.get('energy_j') or 0.0)} itself; {p['note']}",
-                    }
-                )
-    seen = set()
-    for e in run.get("events") or []:
-        if e.get("level") != "warning" or e.get("source") == "rank":
-            continue
-        key = (e.get("source"), e["message"])
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append(
-            {
-                "kind": "warning",
-                "source": e.get("source"),
-                "text": f"warning [{e.get('source')}]: {e['message']}",
-            }
-        )
-    return out
-
-
-def format_j(energy_j: float) -> str:
-    """``0 J``, ``12.3 kJ``: joules with an SI prefix (3 significant digits)."""
-    from greentrack.units import format_energy
-
-    return format_energy(energy_j)
-
-
-def price_tag(run: Mapping[str, Any], *, final: bool = False) -> dict[str, Any]:
-    """The derived figures of one run object (JSON-ready). Energies in kWh, times in s/h.
-
-    Keys: ``hardware`` ({cpu_model, cpu_count, cpu_packages, gpus: [{model, count}], hosts,
-    world_size, ranks}), ``duration_s``, ``device_hours``, ``device_kind`` (gpu|cpu|none),
-    ``energy_by_component`` ([{component, devices, energy_kwh, methods, notes}]),
-    ``energy_basis`` (:func:`energy_basis`), ``assumptions`` (:func:`assumptions`),
-    ``energy_kwh``, ``pue``, ``facility_energy_kwh``, ``region``, ``intensity`` ({source, zone,
-    kind, period, detail, time_weighted_g_per_kwh, annual_average_g_per_kwh}), ``co2e_g``,
-    ``co2e_g_annual_average``, ``flops``, ``params_total``, ``metrics``, ``final``.
-    """
-    comps = run.get("components") or []
-    meta = run.get("meta") or {}
-    gpus: dict[str, int] = {}
-    models = {
-        (p["rank"], c["device"]): c.get("model")
-        for p in run.get("processes") or []
-        for c in p.get("components") or []
-    }
-    by_comp: dict[str, dict[str, Any]] = {}
-    cpu_packages = 0
-    for c in comps:
-        kind = c["component"]
-        entry = by_comp.setdefault(
-            kind, {"component": kind, "devices": 0, "energy_kwh": 0.0, "methods": [], "notes": []}
-        )
-        entry["devices"] += 1
-        entry["energy_kwh"] += float(c["energy_j"] or 0.0) / J_PER_KWH
-        if c["method"] not in entry["methods"]:
-            entry["methods"].append(c["method"])
-        if c.get("note") and c["note"] not in entry["notes"]:
-            entry["notes"].append(c["note"])
-        if kind == "gpu":
-            model = models.get((c.get("rank", 0), c["device"])) or "GPU (model unknown)"
-            gpus[model] = gpus.get(model, 0) + 1
-        elif kind == "cpu":
-            cpu_packages += 1
-    for e in by_comp.values():
-        e["methods"].sort()
-    order = {"gpu": 0, "cpu": 1, "dram": 2, "ram": 3}
-    energy_by_component = sorted(
-        by_comp.values(), key=lambda e: (order.get(e["component"], 9), e["component"])
-    )
-    n_gpu = sum(gpus.values())
-    duration_s = float(run.get("duration_s") or 0.0)
-    if n_gpu:
-        device_kind, n_dev = "gpu", n_gpu
-    elif cpu_packages:
-        device_kind, n_dev = "cpu", cpu_packages
-    else:
-        device_kind, n_dev = "none", 0
-    energy_kwh = float(run.get("energy_j") or 0.0) / J_PER_KWH
-    pue = float(run.get("pue") or 1.0)
-    facility_kwh = energy_kwh * pue
-    co2e = _float(run.get("co2e_g"))
-    annual = _float(run.get("co2e_g_annual_average"))
-    src = run.get("intensity_source") or {}
-    intensity = None
-    if src or co2e is not None:
-        intensity = {
-            "source": src.get("name"),
-            "zone": src.get("zone") or run.get("region"),
-            "kind": src.get("kind"),
-            "period": src.get("period"),
-            "detail": src.get("detail"),
-            "time_weighted_g_per_kwh": co2e / facility_kwh
-            if co2e is not None and facility_kwh > 0
-            else None,
-            "annual_average_g_per_kwh": annual / facility_kwh
-            if annual is not None and facility_kwh > 0
-            else None,
-        }
-    hosts = sorted(
-        {p.get("host") or "?" for p in run.get("processes") or []}
-        or ({run["host"]} if run.get("host") else set())
-    )
-    return {
-        "final": final,
-        "hardware": {
-            "cpu_model": meta.get("cpu_model"),
-            "cpu_count": meta.get("cpu_count"),
-            "cpu_packages": cpu_packages,
-            "gpus": [{"model": m, "count": n} for m, n in sorted(gpus.items())],
-            "hosts": hosts,
-            "world_size": run.get("world_size") or 1,
-            "ranks": len(run.get("processes") or []),
-        },
-        "duration_s": duration_s,
-        "device_kind": device_kind,
-        "device_hours": duration_s / 3600.0 * n_dev,
-        "energy_by_component": energy_by_component,
-        "energy_basis": energy_basis(energy_by_component),
-        "assumptions": assumptions(run),
-        "energy_kwh": energy_kwh,
-        "pue": pue,
-        "facility_energy_kwh": facility_kwh,
-        "region": run.get("region"),
-        "intensity": intensity,
-        "co2e_g": co2e,
-        "co2e_g_annual_average": annual,
-        "flops": _float(run.get("flops")),
-        "params_total": _float((run.get("params") or {}).get("params_total")),
-        "metrics": dict(run.get("metrics") or {}),
-    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -369,7 +99,7 @@ def aggregate(tags: Sequence[dict[str, Any]], price: float | None) -> dict[str, 
     metrics: dict[str, list[float]] = {}
     for t in tags:
         for k, v in t["metrics"].items():
-            if _float(v) is not None:
+            if finite(v) is not None:
                 metrics.setdefault(k, []).append(float(v))
     params_totals = sorted({t["params_total"] for t in tags if t["params_total"] is not None})
     kinds = sorted({t["device_kind"] for t in tags if t["device_kind"] != "none"})
@@ -393,6 +123,10 @@ def aggregate(tags: Sequence[dict[str, Any]], price: float | None) -> dict[str, 
         "facility_energy_kwh": facility,
         "co2e_g": co2e,
         "co2e_g_annual_average": annual,
+        "embodied_g": _sum_known(t.get("embodied_g") for t in tags),
+        "total_co2e_g": _sum_known(t.get("total_co2e_g") for t in tags)
+        if all(t.get("total_co2e_g") is not None for t in tags)
+        else None,
         "runs_without_co2e": len(tags) - len(with_co2e),
         "time_weighted_g_per_kwh": co2e / facility_with
         if co2e is not None and facility_with
@@ -448,7 +182,7 @@ def _groups(runs: Sequence[dict[str, Any]], seed_keys: Sequence[str]) -> list[di
         metrics: dict[str, list[float]] = {}
         for t in tags:
             for k, v in t["metrics"].items():
-                if _float(v) is not None:
+                if finite(v) is not None:
                     metrics.setdefault(k, []).append(float(v))
         co2e = [t["co2e_g"] for t in tags if t["co2e_g"] is not None]
         out.append(
@@ -484,7 +218,7 @@ def build_report(
     """The report (the ``--format json`` contract) for run objects.
 
     Args:
-        runs: run objects (from :func:`greentrack.report.data.load_runs`; ``meta`` adds the CPU).
+        runs: run objects (from :func:`greentrack.store.reads.load_runs`; ``meta`` adds the CPU).
         final: full ids of the final runs, besides those tagged ``final=true``.
         seed_keys: parameters that only change the seed (runs differing only there are grouped).
         price_per_kwh: electricity price per facility kWh, in ``currency`` (no cost without it).
@@ -691,36 +425,6 @@ def method_notes(report: Mapping[str, Any]) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------
-# Rendering
-# --------------------------------------------------------------------------------------------
-
-
-def render(report: Mapping[str, Any], fmt: str, **options: Any) -> str:
-    """Render ``report`` in one of :data:`FORMATS`."""
-    from greentrack.report import formats
-
-    if fmt == "markdown":
-        return formats.render_markdown(report)
-    if fmt == "latex":
-        from greentrack.report.latex import render_latex
-
-        return render_latex(
-            report,
-            standalone=bool(options.get("standalone")),
-            bib_name=options.get("bib_name") or "greentrack",
-        )
-    if fmt == "json":
-        return formats.render_json(report)
-    if fmt == "csv":
-        return formats.render_csv(report)
-    if fmt == "html":
-        from greentrack.report.html import render_html
-
-        return render_html(report, db_url=options.get("db_url"), plots=options.get("plots", True))
-    raise ConfigError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
-
-
-# --------------------------------------------------------------------------------------------
 # The one library call behind `greentrack report`
 # --------------------------------------------------------------------------------------------
 
@@ -758,11 +462,14 @@ def make_report(
     ``final`` are run id prefixes of the final runs; they are added to the report if the
     selection did not include them.
     """
-    from greentrack.report.data import load_runs, store
-    from greentrack.store.queries import parse_since, resolve_run_id
+    from greentrack.report import render
+    from greentrack.report.data import db_url as resolve_db
+    from greentrack.report.data import store
+    from greentrack.store.queries import resolve_run_id
+    from greentrack.store.reads import load_runs
+    from greentrack.timefmt import parse_since
 
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    render.get_format(fmt)
     with store(db_url) as conn:
         runs = load_runs(
             conn,
@@ -783,46 +490,22 @@ def make_report(
             currency=currency,
             flops=flops,
         )
-    from greentrack.report.data import db_url as resolve_db
-
-    bib: Path | None = None
-    if output is not None and fmt == "latex":
-        bib = bib_path(output)
-    text = render(
+    path = Path(output) if output is not None else None
+    text = render.render(
         report,
         fmt,
+        output=path,
         standalone=standalone,
         db_url=resolve_db(db_url),
         plots=plots,
-        bib_name=bib.stem if bib is not None else None,
     )
     files: list[Path] = []
-    if output is not None:
-        path = Path(output)
+    if path is not None:
+        extra = render.companions(fmt, path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         files.append(path)
-        if bib is not None:
-            from greentrack.report.latex import bibtex
-
-            bib.write_text(bibtex(), encoding="utf-8")
-            files.append(bib)
+        for companion, companion_text in extra:
+            companion.write_text(companion_text, encoding="utf-8")
+            files.append(companion)
     return ReportOutput(text=text, files=files, report=report)
-
-
-def bib_path(output: str | Path) -> Path:
-    """Where the BibTeX of a LaTeX report written to ``output`` goes: ``<stem>.bib`` beside it
-    (``x.tex`` -> ``x.bib``), standalone or not — never a fixed name that could be another
-    document's bibliography.
-
-    Raises:
-        ConfigError: ``output`` is itself a ``.bib`` file (the BibTeX would overwrite it).
-    """
-    path = Path(output)
-    bib = path.with_suffix(".bib")
-    if bib == path:
-        raise ConfigError(
-            f"-o {path}: a LaTeX report writes its BibTeX to {bib.name} beside the .tex file; "
-            f"name the output {path.with_suffix('.tex').name}"
-        )
-    return bib

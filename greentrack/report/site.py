@@ -26,9 +26,10 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from greentrack.report.data import DeviceSeries, envelope, iso_to_s
+from greentrack.report.data import envelope, iso_to_s
 from greentrack.report.svgchart import Band, Line, line_chart, time_ticks
 from greentrack.security import is_run_id, safe_filename
+from greentrack.store.reads import DeviceSeries
 
 log = logging.getLogger("greentrack")
 
@@ -48,6 +49,7 @@ INDEX_COLUMNS = (
     "energy_kwh",
     "facility_energy_kwh",
     "co2e_g",
+    "embodied_g",
     "methods",
     "region",
     "final",
@@ -79,7 +81,8 @@ def run_charts(
     """(caption, SVG) of a run's power, cumulative energy and intensity charts."""
     import numpy as np
 
-    from greentrack.report.plots import time_unit, top_phases
+    from greentrack.report.plotting import time_unit
+    from greentrack.report.runplots import top_phases
 
     out = []
     start = iso_to_s(run.get("started_at"))
@@ -210,9 +213,9 @@ def _kv_table(pairs: Sequence[tuple[str, Any]]) -> str:
 
 def run_page(run: Mapping[str, Any], samples: Sequence[DeviceSeries]) -> str:
     """One run's page (self-contained HTML)."""
-    from greentrack.report.formats import fmt_duration, fmt_num, summary_sentence
     from greentrack.report.html import html_assumptions, html_page, html_pricetag
     from greentrack.report.pricetag import build_report
+    from greentrack.report.table import fmt_duration, fmt_num, summary_sentence
 
     report = build_report([dict(run)])
     obj = report["runs"][0]
@@ -290,8 +293,7 @@ def run_page(run: Mapping[str, Any], samples: Sequence[DeviceSeries]) -> str:
 
 
 def _index_row(o: Mapping[str, Any], pages: set[str]) -> list[Any]:
-    from greentrack.report.pricetag import is_final
-    from greentrack.store.queries import methods_label
+    from greentrack.report.model import is_final, methods_label
 
     metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted((o.get("metrics") or {}).items()))
     tags = " ".join(f"{k}={v}" for k, v in sorted((o.get("tags") or {}).items()))
@@ -310,6 +312,7 @@ def _index_row(o: Mapping[str, Any], pages: set[str]) -> list[Any]:
         r(o.get("energy_kwh"), 9),
         r(o.get("facility_energy_kwh"), 9),
         r(o.get("co2e_g"), 6),
+        r(o.get("embodied_g"), 6),
         methods,
         o.get("region"),
         1 if is_final(o) else 0,
@@ -320,8 +323,9 @@ def _index_row(o: Mapping[str, Any], pages: set[str]) -> list[Any]:
 
 
 def _projects_table(runs: Sequence[Mapping[str, Any]]) -> str:
-    from greentrack.report.formats import fmt_num
-    from greentrack.report.pricetag import aggregate, is_final, price_tag
+    from greentrack.report.model import is_final, price_tag
+    from greentrack.report.pricetag import aggregate
+    from greentrack.report.table import fmt_num
 
     by: dict[str, list[dict[str, Any]]] = {}
     for o in runs:
@@ -360,8 +364,8 @@ def index_page(
     """The index: totals, projects, and the runs table (JSON blob + inline JS)."""
     from importlib.resources import files
 
-    from greentrack.report.formats import fmt_num
     from greentrack.report.html import html_page
+    from greentrack.report.table import fmt_num
 
     energy = sum(o.get("facility_energy_kwh") or 0.0 for o in runs)
     co2e = sum(o.get("co2e_g") or 0.0 for o in runs)
@@ -403,7 +407,8 @@ def index_page(
 <span id="count" class="muted"></span>
 </div>
 <p class="muted">{escape(pages_note)} Click a column to sort. Energy is facility energy (device
-energy × PUE); CO₂e is time-weighted; methods: counter, sampled, estimated.</p>
+energy × PUE); CO₂e is operational and time-weighted; embodied is the hardware's manufacturing
+share for the run's time (not included in CO₂e); methods: counter, sampled, estimated.</p>
 <table id="runs"><thead><tr>
 <th class="sortable" data-key="id">Run</th><th class="sortable" data-key="project">Project</th>
 <th class="sortable" data-key="name">Name</th><th class="sortable" data-key="status">Status</th>
@@ -411,6 +416,7 @@ energy × PUE); CO₂e is time-weighted; methods: counter, sampled, estimated.</
 <th class="sortable num" data-key="duration_s">Wall time (s)</th>
 <th class="sortable num" data-key="facility_energy_kwh">Energy (kWh)</th>
 <th class="sortable num" data-key="co2e_g">CO₂e (g)</th>
+<th class="sortable num" data-key="embodied_g">Embodied (g)</th>
 <th class="sortable" data-key="methods">Methods</th>
 <th class="sortable" data-key="region">Region</th>
 <th class="sortable" data-key="metrics">Metrics</th>
@@ -437,8 +443,9 @@ def build_site(
         latest: runs (newest first) that get their own page; ignored with ``all_pages``.
         all_pages: a page for every run.
     """
-    from greentrack.report.data import add_detail, load_samples, store
+    from greentrack.report.data import store
     from greentrack.store import queries
+    from greentrack.store.reads import add_detail, load_samples
 
     t_start = time.perf_counter()
     out = Path(out_dir)

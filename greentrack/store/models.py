@@ -26,8 +26,24 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from greentrack.store.limits import (
+    COMPONENT_MAX,
+    DEVICE_MAX,
+    HOST_MAX,
+    LEVEL_MAX,
+    METHOD_MAX,
+    NAME_MAX,
+    PATH_MAX,
+    REGION_MAX,
+    REGION_ORIGIN_MAX,
+    ROW_ID_LEN,
+    RUN_ID_MAX,
+    SOURCE_MAX,
+    STATUS_MAX,
+)
+
 #: The Alembic revision the code expects; a test checks it equals the migrations' head.
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -47,10 +63,10 @@ class Run(Base):
 
     __tablename__ = "runs"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    project: Mapped[str] = mapped_column(String(200), index=True)
-    name: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    id: Mapped[str] = mapped_column(String(RUN_ID_MAX), primary_key=True)
+    project: Mapped[str] = mapped_column(String(NAME_MAX), index=True)
+    name: Mapped[str] = mapped_column(String(NAME_MAX))
+    status: Mapped[str] = mapped_column(String(STATUS_MAX), index=True)
     started_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -59,15 +75,15 @@ class Run(Base):
     #: Device energy summed over components and processes, before PUE. Joules.
     energy_j: Mapped[float] = mapped_column(Float, default=0.0)
     pue: Mapped[float] = mapped_column(Float, default=1.0)
-    region: Mapped[str | None] = mapped_column(String(64))
-    region_origin: Mapped[str | None] = mapped_column(String(32))
+    region: Mapped[str | None] = mapped_column(String(REGION_MAX))
+    region_origin: Mapped[str | None] = mapped_column(String(REGION_ORIGIN_MAX))
     #: Time-weighted emissions of facility energy (energy × PUE). Grams CO2e.
     co2e_g: Mapped[float | None] = mapped_column(Float)
     #: The same energy at the zone's static annual average. Grams CO2e.
     co2e_g_annual: Mapped[float | None] = mapped_column(Float)
     intensity_source: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     intensity_series: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    host: Mapped[str | None] = mapped_column(String(255))
+    host: Mapped[str | None] = mapped_column(String(HOST_MAX))
     pid: Mapped[int | None] = mapped_column(Integer)
     world_size: Mapped[int] = mapped_column(Integer, default=1)
     #: Longest time between two checkpoints, seconds (drives crash detection).
@@ -79,6 +95,10 @@ class Run(Base):
     plan: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     #: Progress, forecast and budget: {"fraction", "predicted_energy_j", "predicted_co2e_g", ...}.
     forecast: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: Amortised share of the devices' manufacturing emissions (schema 0004). Grams CO2e.
+    embodied_g: Mapped[float | None] = mapped_column(Float)
+    #: Its provenance: method, table rows used, lifetimes, shares, devices left out.
+    embodied: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Component(Base):
@@ -90,13 +110,13 @@ class Component(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
     rank: Mapped[int] = mapped_column(Integer, default=0)
-    host: Mapped[str | None] = mapped_column(String(255))
-    component: Mapped[str] = mapped_column(String(16))
-    device: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str | None] = mapped_column(String(HOST_MAX))
+    component: Mapped[str] = mapped_column(String(COMPONENT_MAX))
+    device: Mapped[str] = mapped_column(String(DEVICE_MAX))
     #: Joules since the run started (device energy, before PUE).
     energy_j: Mapped[float] = mapped_column(Float, default=0.0)
-    method: Mapped[str] = mapped_column(String(16))
-    model: Mapped[str | None] = mapped_column(String(200))
+    method: Mapped[str] = mapped_column(String(METHOD_MAX))
+    model: Mapped[str | None] = mapped_column(String(NAME_MAX))
     seq: Mapped[int] = mapped_column(Integer, default=0)
     #: One line stating every assumption behind this device's figure (TDP source, share, ...).
     note: Mapped[str | None] = mapped_column(Text)
@@ -107,11 +127,11 @@ class Phase(Base):
 
     __tablename__ = "phases"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    id: Mapped[str] = mapped_column(String(ROW_ID_LEN), primary_key=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
     rank: Mapped[int] = mapped_column(Integer, default=0)
-    name: Mapped[str] = mapped_column(String(200))
-    path: Mapped[str] = mapped_column(String(1000))
+    name: Mapped[str] = mapped_column(String(NAME_MAX))
+    path: Mapped[str] = mapped_column(String(PATH_MAX))
     depth: Mapped[int] = mapped_column(Integer, default=0)
     started_at: Mapped[datetime] = mapped_column(DateTime)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -139,8 +159,8 @@ class Sample(Base):
     )
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     rank: Mapped[int] = mapped_column(Integer, default=0)
-    device: Mapped[str] = mapped_column(String(64))
-    component: Mapped[str] = mapped_column(String(16))
+    device: Mapped[str] = mapped_column(String(DEVICE_MAX))
+    component: Mapped[str] = mapped_column(String(COMPONENT_MAX))
     #: Seconds since the Unix epoch (UTC).
     t_s: Mapped[float] = mapped_column(Float)
     #: Joules since the run started (cumulative).
@@ -161,9 +181,9 @@ class Metric(Base):
     #: (run_id, key, t_s): the latest value of each metric of a run is an index lookup.
     __table_args__ = (Index("ix_metrics_run_key", "run_id", "key", "t_s"),)
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    id: Mapped[str] = mapped_column(String(ROW_ID_LEN), primary_key=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
-    key: Mapped[str] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(String(NAME_MAX))
     step: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     value: Mapped[float | None] = mapped_column(Float)
     t_s: Mapped[float] = mapped_column(Float)
@@ -175,7 +195,7 @@ class Param(Base):
     __tablename__ = "params"
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    key: Mapped[str] = mapped_column(String(NAME_MAX), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
 
 
@@ -185,7 +205,7 @@ class Tag(Base):
     __tablename__ = "tags"
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    key: Mapped[str] = mapped_column(String(200), primary_key=True, index=True)
+    key: Mapped[str] = mapped_column(String(NAME_MAX), primary_key=True, index=True)
     value: Mapped[str] = mapped_column(Text)
 
 
@@ -194,10 +214,10 @@ class Event(Base):
 
     __tablename__ = "events"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    id: Mapped[str] = mapped_column(String(ROW_ID_LEN), primary_key=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
     rank: Mapped[int] = mapped_column(Integer, default=0)
     t_s: Mapped[float] = mapped_column(Float)
-    level: Mapped[str] = mapped_column(String(16))
-    source: Mapped[str] = mapped_column(String(64))
+    level: Mapped[str] = mapped_column(String(LEVEL_MAX))
+    source: Mapped[str] = mapped_column(String(SOURCE_MAX))
     message: Mapped[str] = mapped_column(Text)

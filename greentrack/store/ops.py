@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from greentrack.config import Config
 from greentrack.store.dbapi import Connection, StoreURL, connect, parse_url
 from greentrack.store.schema import SCHEMA_REVISION, current_revision, integrity_problem, upgrade
-from greentrack.store.writer import Spool, StoreWriter
+from greentrack.store.spool import Spool
+from greentrack.store.writer import StoreWriter
 
 __all__ = ["DbState", "db_current", "db_upgrade", "sync"]
 

@@ -1,5 +1,10 @@
 """Reading runs back: the run JSON objects of the CLI contract, filters, samples.
 
+The filters take parsed values (``since`` a datetime, ``tags`` (key, value) pairs); the parsers
+of what a user types are :func:`greentrack.timefmt.parse_since` and
+:func:`greentrack.cli.filters.parse_tags`. Bulk reads for reports and plots (samples per device,
+reduced in buckets) are :mod:`greentrack.store.reads`.
+
 All filters are bound parameters. Status is *effective*: a ``running`` run whose heartbeat is
 older than three checkpoint intervals (or whose process is gone, on the same host) reads as
 ``crashed``, with the energy of its last checkpoint; :func:`reconcile` writes that down.
@@ -9,8 +14,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from greentrack import hardware
@@ -41,7 +46,7 @@ STATUSES = ("running", "finished", "failed", "interrupted", "crashed")
 _RUN_COLUMNS = (
     "id, project, name, status, started_at, ended_at, heartbeat_at, duration_s, energy_j, pue, "
     "region, region_origin, co2e_g, co2e_g_annual, intensity_source, host, pid, world_size, "
-    "checkpoint_s, error, flops, forecast"
+    "checkpoint_s, error, flops, forecast, embodied_g, embodied"
 )
 
 
@@ -74,28 +79,6 @@ def effective_status(row: dict[str, Any], now: datetime | None = None) -> str:
     if hb is not None and (now - hb).total_seconds() > stale_s:
         return "crashed"
     return "running"
-
-
-def methods_label(run: Mapping[str, Any]) -> str:
-    """How a run's energy was obtained: its components' methods, e.g. ``counter,estimated``."""
-    return ",".join(sorted({c["method"] for c in run.get("components") or []}))
-
-
-def parse_since(text: str) -> datetime:
-    """``7d``, ``12h``, ``30m`` ago, or an ISO date/time (UTC when naive) -> naive UTC."""
-    from greentrack.timefmt import parse_duration, parse_time
-
-    now = datetime.now(UTC).replace(tzinfo=None)
-    try:
-        return now - timedelta(seconds=parse_duration(text))
-    except ConfigError:
-        pass
-    try:
-        return datetime.fromtimestamp(parse_time(text), UTC).replace(tzinfo=None)
-    except (ConfigError, OverflowError, OSError, ValueError):
-        raise ConfigError(
-            f"--since {text!r} is neither a duration (7d, 12h, 30m) nor an ISO date (2026-01-31)"
-        ) from None
 
 
 def list_runs(
@@ -296,6 +279,13 @@ def run_objects(
             "flops": r["flops"],
             "error": r["error"],
             "forecast": decode_json(r["forecast"]),
+            "embodied_g": r["embodied_g"],
+            "embodied": decode_json(r["embodied"]),
+            "total_co2e_g": (
+                r["co2e_g"] + r["embodied_g"]
+                if r["co2e_g"] is not None and r["embodied_g"] is not None
+                else None
+            ),
         }
         if detail:
             obj["events"] = sorted(events[rid], key=lambda e: e["t_s"])
@@ -314,7 +304,7 @@ def run_objects(
 def _joined_ranks(conn: Connection, ids: Sequence[str]) -> dict[str, list[tuple[int, str, Any]]]:
     """run id -> (rank, host, note) of every rank that recorded joining a distributed run
     (:func:`greentrack.distributed.joined_event`: events of source ``rank``)."""
-    from greentrack.distributed import JOINED_SOURCE, parse_joined
+    from greentrack.store.rank_events import JOINED_SOURCE, parse_joined
 
     out: dict[str, list[tuple[int, str, Any]]] = {}
     for start in range(0, len(ids), 500):
@@ -407,14 +397,3 @@ def reconcile(conn: Connection) -> list[str]:
                 {"id": rid},
             )
     return crashed
-
-
-def parse_tags(pairs: Iterable[str]) -> list[tuple[str, str]]:
-    """``["k=v", ...]`` -> ``[("k", "v"), ...]`` with a clear error for a missing ``=``."""
-    out = []
-    for p in pairs:
-        if "=" not in p:
-            raise ConfigError(f"--tag {p!r} must be KEY=VALUE")
-        k, v = p.split("=", 1)
-        out.append((k, v))
-    return out

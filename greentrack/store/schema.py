@@ -30,7 +30,7 @@ __all__ = [
     "upgrade",
 ]
 
-SCHEMA_REVISION = "0003"  # kept equal to models.SCHEMA_REVISION and the migrations' head (tested)
+SCHEMA_REVISION = "0004"  # kept equal to models.SCHEMA_REVISION and the migrations' head (tested)
 _PG_LOCK_KEY = 0x67726E74  # "grnt": serialises concurrent first-time creation on PostgreSQL
 
 

@@ -11,6 +11,11 @@ One model family per module, each citing its paper:
 - ``dfa``          direct feedback alignment for a tanh MLP (Nøkland 2016)
 
 and the pieces around them: ``data`` (generated tasks, Tiny Shakespeare loader), ``training``,
-``flops`` (``count_flops``), ``bench`` (``greentrack bench``) and ``sweep`` (attention cost
-against sequence length). Nothing here is imported by ``import greentrack``.
+``flops`` (``count_flops``) and ``sweep`` (attention cost against sequence length).
+
+``greentrack bench``, one job per module: ``suites`` (the sizes of each suite), ``builders``
+(how each workload is built and trained, and the ``WORKLOADS`` registry), ``progress`` (the
+stderr line), ``bench`` (the harness: each workload a tracked run), ``results``
+(``BenchResult``) and ``output`` (table, JSON, and the Pareto chart drawn by
+:mod:`greentrack.report.pareto`). Nothing here is imported by ``import greentrack``.
 """

@@ -131,7 +131,7 @@ def run_attention_sweep(
     """
     import sys
 
-    import greentrack as gt
+    from greentrack.tracker import track
 
     bad = [k for k in kinds if k not in KINDS]
     if bad:
@@ -145,7 +145,7 @@ def run_attention_sweep(
                     device=device)  # fmt: skip
     points: list[SweepPoint] = []
     g = torch.Generator().manual_seed(seed)
-    with gt.track(
+    with track(
         "linear_attention_sweep", project="bench", params=settings, tags={"suite": "sweep"},
         db=db_url,
     ) as run:  # fmt: skip

@@ -226,10 +226,10 @@ class FakeNvml:
             monkeypatch.setattr(pynvml, name, self._counted(name, getattr(self, "_" + name)))
         monkeypatch.setattr(pynvml, "nvmlInitWithFlags", lambda flags=0: pynvml.nvmlInit())
         monkeypatch.setenv("GREENTRACK_NVML", "1")  # the simulated driver is "present"
-        from greentrack.meters import nvml
+        from greentrack.meters import nvml_devices
 
         files = (os.path.abspath(os.sep),) if self.driver_loaded else ()
-        monkeypatch.setattr(nvml, "_DRIVER_FILES", files, raising=False)
+        monkeypatch.setattr(nvml_devices, "_DRIVER_FILES", files, raising=False)
         return self
 
     def _counted(self, name: str, fn: Any) -> Any:

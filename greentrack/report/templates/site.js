@@ -8,7 +8,7 @@
   var at = {};
   cols.forEach(function (c, i) { at[c] = i; });
   var rows = blob.rows;
-  var numeric = { duration_s: 1, energy_kwh: 1, facility_energy_kwh: 1, co2e_g: 1, final: 1, page: 1 };
+  var numeric = { duration_s: 1, energy_kwh: 1, facility_energy_kwh: 1, co2e_g: 1, embodied_g: 1, final: 1, page: 1 };
   var params = new URLSearchParams(window.location.search);
   var state = {
     q: params.get("q") || "",
@@ -79,6 +79,7 @@
         esc(r[at.status]) + "</td><td>" + esc((r[at.started_at] || "").slice(0, 19).replace("T", " ")) +
         '</td><td class="num">' + num(r[at.duration_s], 3) + '</td><td class="num">' +
         num(r[at.facility_energy_kwh], 3) + '</td><td class="num">' + num(r[at.co2e_g], 3) +
+        '</td><td class="num">' + num(r[at.embodied_g], 3) +
         "</td><td>" + esc(r[at.methods]) + "</td><td>" + esc(r[at.region] || "") + "</td><td>" +
         esc(r[at.metrics]) + "</td></tr>");
     }

@@ -7,10 +7,11 @@ step boundaries. For each submission:
 * ``E₀``: run at submission (one sliding-window sum from the cumulative integral);
 * Flexible Start: the best step-boundary start in the window — a sliding minimum of the same
   window sums, O(n·W/step);
-* Pause & Resume: the exact dynamic programme of :func:`greentrack.schedule._pr_dp`, run for all
-  submissions at once (vectorised over submissions, in cache-sized chunks); when no constraint
-  binds (min run = one cell, no cap on pauses) it is the sum of the ``D/step`` cheapest steps of
-  the window (``np.partition``), which is exact.
+* Pause & Resume: the exact dynamic programme of
+  :func:`greentrack.scheduling.pause_resume.pr_dp`, run for all submissions at once (vectorised
+  over submissions, in cache-sized chunks); when no constraint binds (min run = one cell, no cap
+  on pauses) it is the sum of the ``D/step`` cheapest steps of the window (``np.partition``),
+  which is exact. Its bar chart is :mod:`greentrack.scheduling.study_plot`.
 
 Reported per (duration, within, strategy): the **mean per-submission reduction**
 ``mean(1 - E/E₀)`` and the **aggregate reduction** ``1 - ΣE/ΣE₀`` (all jobs' emissions together),
@@ -29,24 +30,18 @@ import numpy as np
 
 from greentrack.carbon.series import IntensitySeries, Provenance
 from greentrack.errors import ScheduleError
-from greentrack.schedule import (
-    DEFAULT_MIN_RUN_S,
-    _fmt_dur,
-    _load_csv,
-    _pr_dp,
-    _quantum_options,
-    parse_duration,
-)
+from greentrack.scheduling.pause_resume import DEFAULT_MIN_RUN_S, pr_dp, quantum_options
+from greentrack.scheduling.sources import csv_layout, load_by_zone, load_plan_csv
+from greentrack.scheduling.times import format_duration, parse_duration
 
 _CHUNK_FLOATS = 100_000
 
 __all__ = [
     "StudyResult",
     "StudyRow",
+    "data_label",
     "format_study",
-    "save_study_plot",
     "study",
-    "study_figure",
     "study_files",
     "study_series",
 ]
@@ -136,8 +131,8 @@ def study_series(
             count = math.floor((series.end_s - s0 - d - w) / step + 1e-9) + 1
             if count <= 0:
                 raise ScheduleError(
-                    f"the data ({_fmt_dur(n * step)}) is shorter than one "
-                    f"{_fmt_dur(d)} job plus {_fmt_dur(w)} of slack"
+                    f"the data ({format_duration(n * step)}) is shorter than one "
+                    f"{format_duration(d)} job plus {format_duration(w)} of slack"
                 )
             e0 = f_all[:count]
             k_max = math.floor(w / step + 1e-9)
@@ -183,7 +178,7 @@ def _study_pr(
     m_eff = min(min_run_s, d)
     kd = 1 if max_pauses is None else max_pauses + 2
     q = None
-    for cand, _ in _quantum_options(series.step_s, d, m_eff, w):
+    for cand, _ in quantum_options(series.step_s, d, m_eff, w):
         if cand > series.step_s:
             break  # the study keeps to the data's resolution
         if int(series.step_s) % int(cand) != 0:
@@ -216,7 +211,7 @@ def _study_pr(
     # DP states of ~CHUNK floats per array stay in cache: several times faster than one big batch
     chunk = max(64, _CHUNK_FLOATS // ((n_work + 1) * (1 if kcap is None else kcap + 1)))
     for i in range(0, count, chunk):
-        best, _ = _pr_dp(cell_c[i : i + chunk], energy, m, kcap)
+        best, _ = pr_dp(cell_c[i : i + chunk], energy, m, kcap)
         out[i : i + chunk] = best
     return out
 
@@ -236,7 +231,7 @@ def study(
         r = study("ES_2022_hourly.csv", ["1h", "6h", "24h"], "24h")
         print(format_study([r]))
     """
-    series = data if isinstance(data, IntensitySeries) else _load_csv(data, None)  # type: ignore[arg-type]
+    series = data if isinstance(data, IntensitySeries) else load_plan_csv(data)  # type: ignore[arg-type]
     ds = [durations] if isinstance(durations, int | float | str) else list(durations)
     ws = [within] if isinstance(within, int | float | str) else list(within)
     return study_series(
@@ -246,30 +241,6 @@ def study(
         min_run_s=None if min_run is None else parse_duration(min_run, "--min-run"),
         max_pauses=max_pauses,
     )
-
-
-def _layout(prov: Provenance) -> str:
-    """The file layout named in a CSV provenance (``Electricity Maps``, ``EIA-930``...)."""
-    bits = prov.detail.split(";")
-    return bits[1].split(" column")[0].replace(" export", "").strip() if len(bits) > 1 else ""
-
-
-def _load_by_zone(
-    paths: Sequence[str | Path], csv_options: Mapping[str, Any] | None = None
-) -> list[IntensitySeries]:
-    """One series per (zone, file layout); files of one group (e.g. years) are joined in order.
-
-    Files of the same zone from different data sets (Electricity Maps and EIA-930 for CAISO) stay
-    separate studies instead of being averaged together.
-    """
-    from greentrack.carbon.csvsource import load_csv
-
-    opts = dict(csv_options or {})
-    groups: dict[tuple[str, str], list[Path]] = {}
-    for p in paths:
-        prov = load_csv(p, **opts).provenance
-        groups.setdefault((prov.zone, _layout(prov)), []).append(Path(p))
-    return [load_csv(group, **opts) for group in groups.values()]
 
 
 def study_files(
@@ -295,15 +266,16 @@ def study_files(
         raise ScheduleError("the study needs data: pass --csv FILE (several allowed)")
     return [
         study(series, durations, within, min_run=min_run, max_pauses=max_pauses)
-        for series in _load_by_zone(paths, csv_options)
+        for series in load_by_zone(paths, csv_options)
     ]
 
 
-def _data_label(prov: Provenance) -> str:
-    """``2022, Electricity Maps`` from a CSV provenance (years of the period, file layout)."""
+def data_label(prov: Provenance) -> str:
+    """The data a study ran on: ``2022, Electricity Maps`` from a CSV provenance (years of the
+    period, file layout)."""
     years = sorted({part[:4] for part in prov.period.split("/") if part[:4].isdigit()})
     span = "–".join([years[0], years[-1]] if len(years) > 1 else years)
-    layout = _layout(prov)
+    layout = csv_layout(prov)
     return ", ".join(x for x in (span, layout) if x) or prov.source
 
 
@@ -325,12 +297,12 @@ def format_study(results: Sequence[StudyResult], fmt: str = "markdown") -> str:
             body.append(
                 [
                     r.zone or res.provenance.zone,
-                    _data_label(res.provenance),
-                    _fmt_dur(r.duration_h * 3600),
-                    _fmt_dur(r.within_h * 3600),
+                    data_label(res.provenance),
+                    format_duration(r.duration_h * 3600),
+                    format_duration(r.within_h * 3600),
                     "Flexible Start"
                     if r.strategy == "flexible_start"
-                    else (f"Pause & Resume (min run {_fmt_dur((r.min_run_h or 0) * 3600)})"),
+                    else (f"Pause & Resume (min run {format_duration((r.min_run_h or 0) * 3600)})"),
                     f"{r.mean_reduction_pct:.1f} %",
                     f"{r.aggregate_reduction_pct:.1f} %",
                     f"{r.submissions:,}",
@@ -347,85 +319,3 @@ def format_study(results: Sequence[StudyResult], fmt: str = "markdown") -> str:
     lines = ["  ".join(h.ljust(wd) for h, wd in zip(header, widths, strict=True))]
     lines += ["  ".join(c.ljust(wd) for c, wd in zip(row, widths, strict=True)) for row in body]
     return "\n".join(lines)
-
-
-#: (label, face colour, hatch) of the four bars of each job: gray levels 85 %, 55 %, 70 %, 30 %
-#: and a hatch per strategy, so the bars stay apart in grayscale and for colour-blind readers.
-_STUDY_BARS = (
-    ("Flexible Start, mean", "#cfe8cf", ""),
-    ("Flexible Start, aggregate", "#2e8b57", ""),
-    ("Pause & Resume, mean", "#b9d7ee", "//"),
-    ("Pause & Resume, aggregate", "#2f5d87", "//"),
-)
-
-
-def study_figure(results: Sequence[StudyResult]) -> Any:
-    """The study's bar chart as a matplotlib ``Figure`` (not drawn, not saved): mean and
-    aggregate reductions per zone, duration and strategy, one panel per series, the legend
-    below the panels (never over a bar), the title wrapped to the figure's width."""
-    import textwrap
-
-    from matplotlib.figure import Figure
-
-    n = max(1, len(results))
-    cols = min(3, n)
-    rows = math.ceil(n / cols)
-    width_in = max(6.4, 4.4 * cols)
-    fig = Figure(figsize=(width_in, 3.4 * rows + 1.5), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
-    flat = list(axes.ravel())
-    for ax in flat[len(results) :]:
-        ax.set_visible(False)
-    top = 0.0
-    for ax, res in zip(flat, results, strict=False):
-        labels: list[str] = []
-        values: list[list[float]] = [[], [], [], []]
-        keys = sorted({(r.duration_h, r.within_h) for r in res.rows})
-        for d, w in keys:
-            labels.append(f"{_fmt_dur(d * 3600)}\n+{_fmt_dur(w * 3600)}")
-            by = {r.strategy: r for r in res.rows if (r.duration_h, r.within_h) == (d, w)}
-            fs, pr = by.get("flexible_start"), by.get("pause_resume")
-            values[0].append(fs.mean_reduction_pct if fs else np.nan)
-            values[1].append(fs.aggregate_reduction_pct if fs else np.nan)
-            values[2].append(pr.mean_reduction_pct if pr else np.nan)
-            values[3].append(pr.aggregate_reduction_pct if pr else np.nan)
-        x = np.arange(len(labels))
-        wd = 0.2
-        for k, ((label, color, hatch), ys) in enumerate(zip(_STUDY_BARS, values, strict=True)):
-            ax.bar(
-                x + (k - 1.5) * wd,
-                ys,
-                wd,
-                label=label,
-                color=color,
-                hatch=hatch,
-                edgecolor="#222222",
-                linewidth=0.6,
-            )
-            finite = [v for v in ys if np.isfinite(v)]
-            top = max(top, *finite) if finite else top
-        ax.set_xticks(x, labels)
-        ax.set_title(
-            "\n".join(textwrap.wrap(f"{res.provenance.zone} ({_data_label(res.provenance)})", 48)),
-            fontsize=9,
-        )
-        ax.grid(axis="y", alpha=0.3)
-    flat[0].set_ylim(top=max(top, 1.0) * 1.08)  # shared: a little room above the tallest bar
-    for row in axes:
-        row[0].set_ylabel("reduction vs run now (%)")
-    handles, names = flat[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="outside lower center", ncols=2, fontsize=8, frameon=False)
-    title = (
-        "Carbon-aware scheduling, one submission per step of the data",
-        "(mean = mean per job; aggregate = 1 − ΣE/ΣE₀)",
-    )
-    lines = [ln for part in title for ln in textwrap.wrap(part, int(width_in * 11))]
-    fig.suptitle("\n".join(lines), fontsize=9)
-    return fig
-
-
-def save_study_plot(results: Sequence[StudyResult], path: str | Path) -> Path:
-    """Save :func:`study_figure` (PNG, SVG or PDF by the suffix of ``path``); returns the path."""
-    out = Path(path)
-    study_figure(results).savefig(out, dpi=120)
-    return out

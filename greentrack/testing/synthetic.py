@@ -93,7 +93,7 @@ def checkpoints(run: SyntheticRun, *, batch: int = 200_000) -> list[Any]:
 
     from greentrack.carbon.accounting import co2e_g
     from greentrack.carbon.series import IntensitySeries, Provenance
-    from greentrack.store.writer import Checkpoint
+    from greentrack.store.checkpoint import Checkpoint
 
     n = max(int(run.samples), 2)
     t_rel = np.linspace(0.0, run.duration_s, n)  # (n,)

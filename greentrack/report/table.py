@@ -1,4 +1,4 @@
-"""The human formats of a price tag: the table model, number formatting, Markdown, JSON, CSV.
+"""The table model shared by the human formats: rows, number formatting, the summary sentence.
 
 :func:`table_rows` turns a report (:func:`greentrack.report.pricetag.build_report`) into rows of
 (label, one value per column, how it was obtained); Markdown, LaTeX and HTML all print those
@@ -7,24 +7,23 @@ rows, so the three always agree.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from greentrack.report.pricetag import COMPONENT_NAMES, NA, basis_phrase
+from greentrack.report.model import COMPONENT_NAMES, NA, basis_phrase
 
 __all__ = [
-    "CSV_COLUMNS",
     "Row",
+    "assumption_lines",
+    "cell_text",
     "fmt_duration",
     "fmt_int",
     "fmt_num",
     "fmt_stat",
-    "render_csv",
-    "render_json",
-    "render_markdown",
+    "groups_table",
+    "hardware_text",
+    "runs_table",
     "summary_sentence",
     "table_rows",
 ]
@@ -200,6 +199,7 @@ def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[Row]]:
             unit="g",
         )
     )
+    rows += _embodied_rows(report, aggs)
     if report["final"] and len(report["runs"]) > 1:
         rows.append(
             Row(
@@ -254,6 +254,32 @@ def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[Row]]:
             )
         )
     return [c for c, _ in cols], rows
+
+
+def _embodied_rows(report: Mapping[str, Any], aggs: Sequence[Mapping[str, Any]]) -> list[Row]:
+    """CO₂e, embodied (the table rows used, README: Embodied) and operational + embodied."""
+    if all(a.get("embodied_g") is None for a in aggs):
+        return []
+    used: dict[str, str] = {}
+    missing: list[str] = []
+    for r in report["runs"]:
+        for e in r["pricetag"].get("embodied_rows") or []:
+            used.setdefault(str(e["row"]), str(e["source"]))
+        missing += [m for m in r["pricetag"].get("embodied_missing") or [] if m not in missing]
+    how = "SCI M = TE × (TiR / EL) × (RR / ToR); rows: " + "; ".join(
+        f"{k} ({v})" for k, v in used.items()
+    )
+    if missing:
+        how += "; not counted (no table row): " + ", ".join(missing)
+    return [
+        Row("CO₂e, embodied", [a.get("embodied_g") for a in aggs], how, unit="g"),
+        Row(
+            "CO₂e, total",
+            [a.get("total_co2e_g") for a in aggs],
+            "operational (time-weighted) + embodied",
+            unit="g",
+        ),
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,20 +338,8 @@ def cell_text(row: Row, value: Any) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Markdown
+# Sentences and tables of the report
 # --------------------------------------------------------------------------------------------
-
-
-def _md_escape(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str = "") -> str:
-    align = align or "l" * len(headers)
-    sep = ["---:" if a == "r" else "---" for a in align]
-    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(sep) + " |"]
-    lines += ["| " + " | ".join(_md_escape(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def summary_sentence(report: Mapping[str, Any]) -> str:
@@ -431,167 +445,3 @@ def assumption_lines(report: Mapping[str, Any]) -> list[str]:
             text += f" ({which})"
         out.append(text)
     return out
-
-
-def render_markdown(report: Mapping[str, Any]) -> str:
-    """The price tag as GitHub-flavoured Markdown."""
-    cols, rows = table_rows(report)
-    out = [f"# Price tag: {report['title']}", "", summary_sentence(report), ""]
-    out.append(
-        _md_table(
-            ["Item", *cols, "How it was obtained"],
-            [[r.label, *(cell_text(r, v) for v in r.values), r.how] for r in rows],
-            "l" + "r" * len(cols) + "l",
-        )
-    )
-    if len(report["runs"]) > 1:
-        headers, body, align = runs_table(report)
-        out += ["", "## Runs", "", _md_table(headers, body, align)]
-    if report["groups"]:
-        headers, body, align = groups_table(report)
-        out += ["", "## Mean ± std over seeds", "", _md_table(headers, body, align)]
-    if report.get("assumptions"):
-        out += ["", "## Assumptions", ""]
-        out += [f"- {_md_escape(text)}" for text in assumption_lines(report)]
-    out += ["", "## Method notes", ""]
-    out += [f"{i}. {n}" for i, n in enumerate(report["method_notes"], 1)]
-    return "\n".join(out) + "\n"
-
-
-# --------------------------------------------------------------------------------------------
-# JSON and CSV
-# --------------------------------------------------------------------------------------------
-
-
-def render_json(report: Mapping[str, Any]) -> str:
-    """The report as JSON (schema ``greentrack.report/1``, see the README)."""
-    from greentrack.jsonout import dumps
-
-    return dumps(report, indent=2, ensure_ascii=False) + "\n"
-
-
-CSV_COLUMNS = [
-    "scope",
-    "id",
-    "project",
-    "name",
-    "status",
-    "final",
-    "started_at",
-    "duration_s",
-    "device_hours",
-    "hardware",
-    "energy_kwh",
-    "energy_gpu_kwh",
-    "energy_cpu_kwh",
-    "energy_dram_kwh",
-    "energy_ram_kwh",
-    "methods",
-    "pue",
-    "facility_energy_kwh",
-    "region",
-    "intensity_sources",
-    "time_weighted_g_per_kwh",
-    "annual_average_g_per_kwh",
-    "co2e_g",
-    "co2e_g_annual_average",
-    "flops",
-    "params_total",
-    "cost",
-    "energy_basis",
-    "assumptions",
-]
-
-
-def render_csv(report: Mapping[str, Any]) -> str:
-    """One row per run (``scope=run``) then ``total``, ``final`` and ``tuning`` rows."""
-    metric_keys = sorted({k for r in report["runs"] for k in r["pricetag"]["metrics"]})
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS + [f"metric_{k}" for k in metric_keys])
-
-    def comp(parts: Sequence[Mapping[str, Any]], name: str) -> float | None:
-        c = next((c for c in parts if c["component"] == name), None)
-        return None if c is None else c["energy_kwh"]
-
-    def opt(x: Any) -> Any:
-        return "" if x is None else x
-
-    for r in report["runs"]:
-        t = r["pricetag"]
-        i = t["intensity"] or {}
-        hw = hardware_text(
-            {
-                "gpus": t["hardware"]["gpus"],
-                "cpu_packages": t["hardware"]["cpu_packages"],
-                "cpu_models": [t["hardware"]["cpu_model"]] if t["hardware"]["cpu_model"] else [],
-            }
-        )
-        src = " ".join(str(i[k]) for k in ("source", "zone", "kind", "period") if i.get(k))
-        w.writerow(
-            [
-                "run",
-                r["id"],
-                r["project"],
-                r["name"],
-                r["status"],
-                t["final"],
-                r["started_at"],
-                t["duration_s"],
-                t["device_hours"],
-                hw,
-                t["energy_kwh"],
-                *(opt(comp(t["energy_by_component"], c)) for c in ("gpu", "cpu", "dram", "ram")),
-                ";".join(sorted({m for c in t["energy_by_component"] for m in c["methods"]})),
-                t["pue"],
-                t["facility_energy_kwh"],
-                opt(t["region"]),
-                src,
-                opt(i.get("time_weighted_g_per_kwh")),
-                opt(i.get("annual_average_g_per_kwh")),
-                opt(t["co2e_g"]),
-                opt(t["co2e_g_annual_average"]),
-                opt(t["flops"]),
-                opt(t["params_total"]),
-                opt(t.get("cost")),
-                t["energy_basis"]["basis"],
-                " | ".join(a["text"] for a in t["assumptions"]),
-                *(opt(t["metrics"].get(k)) for k in metric_keys),
-            ]
-        )
-    for scope in ("totals", "final", "tuning"):
-        a = report[scope]
-        if not a:
-            continue
-        w.writerow(
-            [
-                "total" if scope == "totals" else scope,
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                a["duration_s"],
-                a["device_hours"],
-                hardware_text(a),
-                a["energy_kwh"],
-                *(opt(comp(a["energy_by_component"], c)) for c in ("gpu", "cpu", "dram", "ram")),
-                ";".join(sorted({m for c in a["energy_by_component"] for m in c["methods"]})),
-                ";".join(f"{p:g}" for p in a["pue"]),
-                a["facility_energy_kwh"],
-                "",
-                "; ".join(a["intensity_sources"]),
-                opt(a["time_weighted_g_per_kwh"]),
-                opt(a["annual_average_g_per_kwh"]),
-                opt(a["co2e_g"]),
-                opt(a["co2e_g_annual_average"]),
-                opt(a["flops"]),
-                opt(a["params_total"]),
-                opt(a["cost"]),
-                a["energy_basis"]["basis"],
-                "",
-                *(opt((a["metrics"].get(k) or {}).get("mean")) for k in metric_keys),
-            ]
-        )
-    return buf.getvalue()

@@ -1,43 +1,35 @@
-"""Carbon-intensity sources behind one small interface, and the factory that picks one.
+"""The interface every carbon-intensity source implements, and its small types.
 
 ::
 
-    IntensitySource (ABC)          series / at / forecast, kind, warnings
-    ├── StaticSource               codecarbon's annual averages (offline default)   static.py
-    ├── CsvSource                  hourly-or-finer series from CSV files            csvsource.py
-    ├── ElectricityMapsSource      live, average intensity                          providers.py
-    ├── WattTimeSource             live, marginal intensity (MOER)                  providers.py
-    ├── UKCarbonIntensitySource    live, GB only, no key                            providers.py
-    └── FallbackSource             a live source falling back to the static one, recording why
+    IntensitySource (ABC)        base.py             series / at / forecast, kind, warnings
+    ├── StaticSource             static.py           codecarbon's annual averages (offline)
+    ├── CsvSource                csvsource.py        hourly-or-finer series from CSV files
+    ├── ElectricityMapsSource    electricitymaps.py  live, average intensity
+    ├── WattTimeSource           watttime.py         live, marginal intensity (MOER)
+    ├── UKCarbonIntensitySource  uk.py               live, GB only, no key
+    └── FallbackSource           base.py             a live source falling back to the static
+                                                     one, recording why
 
-Units everywhere: g CO₂e per kWh; times are epoch seconds (UTC). Every series and point carries a
+Which sources exist, under which names, is :mod:`greentrack.carbon.registry` (and
+:func:`~greentrack.carbon.registry.get_source` builds one). Units everywhere: g CO₂e per kWh;
+times are epoch seconds (UTC). Every series and point carries a
 :class:`~greentrack.carbon.series.Provenance` (source, zone, kind, period, detail).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from greentrack.errors import ConfigError, IntensityError, ProviderError, UnknownRegionError
+from greentrack.errors import IntensityError, ProviderError, UnknownRegionError
 
 if TYPE_CHECKING:
     from greentrack.carbon.series import IntensitySeries, Provenance
-    from greentrack.config import Config
 
-__all__ = [
-    "SOURCE_NAMES",
-    "FallbackSource",
-    "IntensityPoint",
-    "IntensitySource",
-    "get_source",
-    "static_annual",
-]
+__all__ = ["FallbackSource", "IntensityPoint", "IntensitySource"]
 
 
 @dataclass(frozen=True)
@@ -181,90 +173,3 @@ def _with_provenance(s: IntensitySeries, p: Provenance) -> IntensitySeries:
     from greentrack.carbon.series import IntensitySeries
 
     return IntensitySeries(s.start_s, s.g_per_kwh, s.step_s, p)
-
-
-def static_annual(zone: str) -> tuple[float, Provenance]:
-    """Static annual-average intensity of ``zone`` (g CO₂e/kWh) and its provenance.
-
-    The offline figure reports show beside the time-resolved one. Raises
-    :class:`~greentrack.errors.UnknownRegionError` or :class:`IntensityError` when unknown.
-    """
-    from greentrack.carbon.static import static_intensity
-
-    return static_intensity(zone)
-
-
-#: Accepted ``--source`` names -> canonical name.
-SOURCE_NAMES = {
-    "static": "static",
-    "codecarbon": "static",
-    "codecarbon-static": "static",
-    "csv": "csv",
-    "electricitymaps": "electricitymaps",
-    "electricity-maps": "electricitymaps",
-    "em": "electricitymaps",
-    "watttime": "watttime",
-    "uk": "uk",
-    "uk-carbon-intensity": "uk",
-    "carbonintensity": "uk",
-}
-
-
-def get_source(
-    name: str | None,
-    config: Config | None = None,
-    *,
-    csv: Sequence[str | Path] | None = None,
-    fallback: bool = True,
-    **csv_options: Any,
-) -> IntensitySource:
-    """The intensity source called ``name``.
-
-    Args:
-        name: ``static`` (codecarbon's annual averages, offline), ``csv``, ``electricitymaps``,
-            ``watttime`` or ``uk``; None means ``csv`` when CSV files are given, else
-            ``config.provider``.
-        config: settings (``load_config()`` when None): provider URLs, tokens, cache directory.
-        csv: CSV files for the ``csv`` source (see :func:`greentrack.carbon.csvsource.load_csv`).
-        fallback: wrap live providers so that a failure falls back to the static source
-            (recorded in provenance and warnings). False: provider errors propagate.
-        **csv_options: passed to ``load_csv`` (``zone``, ``time_column``, ``max_gap_steps``...).
-
-    Raises:
-        ConfigError: unknown name, or ``csv`` without files, or files with another source.
-    """
-    if config is None:
-        from greentrack.config import load_config
-
-        config = load_config()
-    raw = name if name is not None else ("csv" if csv else config.provider)
-    key = SOURCE_NAMES.get(str(raw).strip().lower())
-    if key is None:
-        close = difflib.get_close_matches(str(raw).lower(), list(SOURCE_NAMES), n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise ConfigError(
-            f"unknown intensity source {raw!r}{hint}; choose one of: static, csv, "
-            "electricitymaps, watttime, uk"
-        )
-    if csv and key != "csv":
-        raise ConfigError(f"CSV files were given with source {raw!r}; drop --source or use csv")
-    if key == "csv":
-        if not csv:
-            raise ConfigError("the csv source needs files: pass --csv FILE (several allowed)")
-        from greentrack.carbon.csvsource import CsvSource
-
-        return CsvSource(list(csv), **csv_options)
-    from greentrack.carbon.static import StaticSource
-
-    if key == "static":
-        return StaticSource()
-    from greentrack.carbon import providers
-
-    live: IntensitySource
-    if key == "electricitymaps":
-        live = providers.ElectricityMapsSource(config)
-    elif key == "watttime":
-        live = providers.WattTimeSource(config)
-    else:
-        live = providers.UKCarbonIntensitySource(config)
-    return FallbackSource(live, StaticSource()) if fallback else live

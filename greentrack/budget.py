@@ -1,0 +1,186 @@
+"""What a run costs beyond its energy, and what it may cost: CO2e (operational and embodied), the
+budget and the forecast.
+
+One :class:`RunCost` per run. Its intensity inputs are checked at ``start()`` (a one-line error
+before the user's code runs; ``ctx`` is then the resolved context), resolved and warmed on
+the checkpoint thread (:meth:`RunCost.prefetch`, so that ``stop()`` only does arithmetic), and
+accounted at ``stop()``
+(:meth:`RunCost.account`, :meth:`RunCost.account_embodied`, with
+:mod:`greentrack.carbon.runcarbon` and :mod:`greentrack.carbon.embodied`). The budget check and
+the forecast use the intensity resolved for the run's start.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from greentrack.errors import GreentrackError
+from greentrack.units import J_PER_KWH
+
+__all__ = ["RunCost"]
+
+
+class RunCost:
+    """The carbon state of one run (the tracker's Run; every method takes it).
+
+    ``carbon`` holds the figures (``region``, ``co2e_g``, ``co2e_g_annual``,
+    ``intensity_source``, ``g_per_kwh_now`` (g/kWh, the intensity at the start, for budgets and
+    forecasts), ``embodied_g``, ...) that summaries and checkpoints read; it is the run's
+    ``_carbon``.
+    """
+
+    def __init__(self) -> None:
+        self.carbon: dict[str, Any] = {}
+        self.ctx: Any = None  # the CarbonContext, or the GreentrackError resolving it gave
+        self._prefetched = False
+        self._budget_warned = False
+
+    def prefetch(self, run: Any) -> None:
+        """On the checkpoint thread, while training runs: resolve the zone and intensity source
+        and import what accounting needs, so that ``stop()`` only does arithmetic."""
+        if self._prefetched:
+            return
+        self._prefetched = True
+        try:
+            from greentrack.carbon.runcarbon import prepare, warm
+
+            if self.ctx is None:  # resolved in start() unless it needed the network
+                self.ctx = prepare(
+                    run.region_arg,
+                    run.source_name,
+                    run.csv,
+                    run.config,
+                    csv_options=run.csv_options,
+                )
+            warm(self.ctx)
+        except GreentrackError as e:
+            self.ctx = e  # reported (once) when stop() accounts
+            return
+        try:  # for budgets and forecasts only: a failure here leaves the accounting alone
+            # the first checkpoint can come before start() has set t0_wall: then it is now
+            g = self.ctx.g_per_kwh_at(run.t0_wall or time.time())
+            with run._state_lock:
+                self.carbon["g_per_kwh_now"] = g
+        except GreentrackError as e:
+            run._on_warning("carbon", f"no intensity for the CO2e budget and forecast: {e}")
+
+    def account(self, run: Any) -> None:
+        """At ``stop()``: the run's CO2e, interval by interval, and each phase's (raises the
+        GreentrackError of the inputs, which ``stop()`` turns into a warning)."""
+        from greentrack.carbon.runcarbon import account_run
+
+        assert run._sampler is not None
+        self.prefetch(run)  # normally done already, on the checkpoint thread
+        if isinstance(self.ctx, GreentrackError):
+            raise self.ctx
+        result = account_run(
+            self.ctx,
+            series={d: (s.t_s, s.energy_j) for d, s in run._sampler.series.items()},
+            phases={
+                p: t["spans"] + ([t["overflow"]] if "overflow" in t else [])
+                for p, t in run._phase_totals.items()
+            },
+            t0_s=run.t0_wall,
+            t1_s=run.t0_wall + ((run.t1_mono or time.monotonic()) - run.t0_mono),
+            pue=run.pue,
+        )
+        for w in result.warnings:
+            run._on_warning("carbon", w)
+        with run._state_lock:
+            self.carbon.update(
+                region=result.region,
+                region_origin=result.region_origin,
+                co2e_g=result.co2e_g,
+                co2e_g_annual=result.co2e_g_annual,
+                intensity_source=result.provenance,
+                intensity_series=result.series_json,
+            )
+            for path, g in result.phase_co2e_g.items():
+                if path in run._phase_totals:
+                    run._phase_totals[path]["co2e_g"] = g
+            # Each phase row gets its own CO2e; rows delivered already go out again with it in
+            # the final checkpoint (an upsert by id), so the store holds what summary() says.
+            pending = {p["id"] for p in run._pending_phases}
+            for path, each in result.phase_span_co2e_g.items():
+                rows = run._phase_totals.get(path, {}).get("rows", [])
+                for row, g in zip(rows, each, strict=False):
+                    row["co2e_g"] = g
+                    if row["id"] not in pending:
+                        run._pending_phases.append(row)
+                overflow = run._phase_totals.get(path, {}).get("overflow")
+                if overflow and overflow[2] > 0 and len(each) > len(rows):
+                    run._phase_fill[path] = each[-1] / overflow[2]  # g per J, the later rows
+
+    def account_embodied(self, run: Any) -> None:
+        """The run's share of its devices' manufacturing emissions (README: Embodied)."""
+        settings = run.config.embodied
+        if not settings.get("enabled", True) or run._sampler is None:
+            return
+        from greentrack.carbon.embodied import account_embodied
+
+        latest = dict(run._sampler.latest)
+        components = [
+            {"component": r.component, "device": d, "model": run._device_models.get(d)}
+            for d, r in latest.items()
+        ]
+        duration_s = (run.t1_mono or time.monotonic()) - run.t0_mono
+        result = account_embodied(components, run._meta, duration_s, settings)
+        with run._state_lock:
+            self.carbon.update(embodied_g=result.embodied_g, embodied=result.to_dict())
+
+    def over_budget(self, run: Any) -> bool:
+        """True when continuing one more step would exceed the budget.
+
+        The next step's energy is estimated from the progress reported so far (energy per step)
+        or, without progress, from the last sampling interval. Budgets count facility energy
+        (device energy × PUE); the CO2e budget uses the intensity resolved at start.
+        """
+        if run.budget_kwh is None and run.budget_co2e_g is None:
+            return False
+        if run._sampler is not None and run.status == "running":
+            run._sampler.read_now()  # a fresh read: the check is exact up to this instant
+        energy_j = run.energy_j * run.pue
+        next_j = self.next_step_energy_j(run) * run.pue
+        if run.budget_kwh is not None and (energy_j + next_j) / J_PER_KWH >= run.budget_kwh:
+            return True
+        g = self.carbon.get("g_per_kwh_now")
+        return bool(
+            run.budget_co2e_g is not None
+            and g is not None
+            and (energy_j + next_j) / J_PER_KWH * g >= run.budget_co2e_g
+        )
+
+    def next_step_energy_j(self, run: Any) -> float:
+        """The next step's device energy: per reported step, else per sampling interval. J."""
+        if run._progress and run._progress[0] > 0:
+            return run.energy_j / run._progress[0]
+        if run._sampler is None:
+            return 0.0
+        elapsed = max(time.monotonic() - run.t0_mono, 1e-9)
+        return run.energy_j / elapsed * run.interval_s
+
+    def forecast(self, run: Any) -> dict[str, Any] | None:
+        """The run's predicted energy and CO2e from its progress (None without progress); warns
+        once when the prediction exceeds the energy budget."""
+        if not run._progress:
+            return None
+        step, total = run._progress
+        fraction = min(max(step / total, 0.0), 1.0)
+        out: dict[str, Any] = {"step": step, "total_steps": total, "fraction": fraction}
+        if fraction > 0:
+            out["predicted_energy_j"] = run.energy_j / fraction
+            g = self.carbon.get("g_per_kwh_now")
+            if g is not None:
+                out["predicted_co2e_g"] = out["predicted_energy_j"] * run.pue / J_PER_KWH * g
+            if run.budget_kwh is not None:
+                predicted_kwh = out["predicted_energy_j"] * run.pue / J_PER_KWH
+                out["budget_kwh"] = run.budget_kwh
+                if predicted_kwh > run.budget_kwh and not self._budget_warned:
+                    self._budget_warned = True
+                    run._on_warning(
+                        "budget",
+                        f"forecast {predicted_kwh:.4f} kWh exceeds the budget of "
+                        f"{run.budget_kwh} kWh at {fraction:.0%} progress",
+                    )
+        return out
