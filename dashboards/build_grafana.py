@@ -506,7 +506,106 @@ def run_view() -> dict:
     }
 
 
-DASHBOARDS = {"greentrack-overview.json": overview, "greentrack-run.json": run_view}
+PROM_DS = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
+PROM_SELECT = '{project=~"$project"}'
+
+
+def prom_panel(
+    pid: int, kind: str, title: str, expr: str, legend: str, grid: tuple[int, int, int, int], *,
+    unit: str, description: str, instant: bool = False,
+) -> dict:  # fmt: skip
+    """A panel over greentrack's Prometheus metrics (``track(prometheus_port=...)`` or
+    ``greentrack exporter``): the same layout as :func:`panel`, with a PromQL target."""
+    p = panel(pid, kind, title, "unused", grid, unit=unit, description=description)
+    p["datasource"] = PROM_DS
+    p["targets"] = [
+        {
+            "refId": "A",
+            "datasource": PROM_DS,
+            "editorMode": "code",
+            "expr": expr,
+            "legendFormat": legend,
+            "instant": instant,
+            "range": not instant,
+        }
+    ]
+    return p
+
+
+def prometheus_view() -> dict:
+    """Live runs, from Prometheus: what the process (or the exporter) serves on /metrics."""
+    sel = PROM_SELECT
+    panels = [
+        prom_panel(1, "stat", "Runs running", f"sum(greentrack_run_running{sel})", "running",
+                   (0, 0, 6, 4), unit="none", instant=True,
+                   description="Runs whose process serves them and that have not stopped."),
+        prom_panel(2, "stat", "Device energy (kWh)",
+                   f"sum(greentrack_energy_joules_total{sel}) / 3.6e6", "energy",
+                   (6, 0, 6, 4), unit="kwatth", instant=True,
+                   description="Device energy of the runs served (PUE not applied)."),
+        prom_panel(3, "stat", "CO₂e (g)", f"sum(greentrack_co2e_grams_total{sel})", "CO₂e",
+                   (12, 0, 6, 4), unit="none", instant=True,
+                   description="Live estimate at the start's intensity; the accounted figure "
+                   "once a run stops."),
+        prom_panel(4, "timeseries", "Power by device", f"sum by (run_id, device, method) "
+                   f"(greentrack_power_watts{sel})", "{{run_id}} {{device}} ({{method}})",
+                   (0, 4, 24, 8), unit="watt",
+                   description="Mean device power over each run's last checkpoint interval."),
+        prom_panel(5, "timeseries", "Energy by component",
+                   f"sum by (component, method) (greentrack_energy_joules_total{sel}) / 3.6e6",
+                   "{{component}} ({{method}})", (0, 12, 12, 8), unit="kwatth",
+                   description="Cumulative device energy, by component and measurement method."),
+        prom_panel(6, "timeseries", "CO₂e by project",
+                   f"sum by (project) (greentrack_co2e_grams_total{sel})", "{{project}}",
+                   (12, 12, 12, 8), unit="none", description="Cumulative CO₂e (g)."),
+    ]
+    project_var = {
+        "name": "project",
+        "label": "Project",
+        "type": "query",
+        "datasource": PROM_DS,
+        "query": {"query": "label_values(greentrack_run_running, project)", "refId": "P"},
+        "definition": "label_values(greentrack_run_running, project)",
+        "multi": True,
+        "includeAll": True,
+        "allValue": ".*",
+        "refresh": 2,
+        "sort": 1,
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+    }
+    return {
+        "__inputs": [
+            {
+                "name": "DS_PROMETHEUS",
+                "label": "Prometheus",
+                "description": "The Prometheus that scrapes greentrack's /metrics",
+                "type": "datasource",
+                "pluginId": "prometheus",
+                "pluginName": "Prometheus",
+            }
+        ],
+        "__requires": [
+            {"type": "grafana", "id": "grafana", "name": "Grafana", "version": "10.0.0"},
+            {"type": "datasource", "id": "prometheus", "name": "Prometheus", "version": "1.0.0"},
+        ],
+        "uid": "greentrack-prometheus",
+        "title": "greentrack — live (Prometheus)",
+        "tags": ["greentrack", "energy", "carbon", "prometheus"],
+        "schemaVersion": 39,
+        "editable": True,
+        "time": {"from": "now-6h", "to": "now"},
+        "refresh": "30s",
+        "templating": {"list": [project_var]},
+        "annotations": {"list": []},
+        "panels": panels,
+    }
+
+
+DASHBOARDS = {
+    "greentrack-overview.json": overview,
+    "greentrack-run.json": run_view,
+    "greentrack-prometheus.json": prometheus_view,
+}
 
 
 def main(argv: list[str]) -> int:

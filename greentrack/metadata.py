@@ -21,14 +21,9 @@ _SECRET_FLAGS = ("password", "passwd", "token", "secret", "api-key", "api_key", 
 
 def secret_values(providers: dict[str, dict[str, Any]] | None = None) -> list[str]:
     """Values never to store: provider settings whose key names a secret (token, password...)."""
-    out = []
-    for opts in (providers or {}).values():
-        for k, v in opts.items():
-            if isinstance(v, str) and any(
-                w in k.lower() for w in ("token", "password", "secret", "key")
-            ):
-                out.append(v)
-    return out
+    from greentrack.security import provider_secrets
+
+    return provider_secrets(providers)
 
 
 def mask_argv(argv: list[str], secrets: list[str] | tuple[str, ...] = ()) -> list[str]:

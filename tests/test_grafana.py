@@ -20,7 +20,8 @@ from greentrack.store.dbapi import connect
 from greentrack.testing.synthetic import SyntheticRun, demo_project, gpu_host, write_runs
 
 REPO = Path(__file__).resolve().parents[1]
-DASHBOARDS = sorted((REPO / "dashboards" / "grafana").glob("*.json"))
+PROMETHEUS = REPO / "dashboards" / "grafana" / "greentrack-prometheus.json"
+DASHBOARDS = sorted(p for p in (REPO / "dashboards" / "grafana").glob("*.json") if p != PROMETHEUS)
 FROM, TO = "2025-06-01T00:00:00Z", "2027-01-01T00:00:00Z"
 FROM_S, TO_S = 1748736000, 1798761600
 
@@ -73,6 +74,7 @@ def pg_store(pg_url: str) -> str:
 
 def test_dashboards_are_generated_and_well_formed() -> None:
     assert [p.name for p in DASHBOARDS] == ["greentrack-overview.json", "greentrack-run.json"]
+    assert PROMETHEUS.exists()
     check = subprocess.run(
         [sys.executable, str(REPO / "dashboards" / "build_grafana.py"), "--check"],
         capture_output=True,
@@ -161,3 +163,54 @@ def test_headline_numbers_match_the_library(pg_store: str) -> None:
         assert [r["run"] for r in running] == ["cc000000"]
     finally:
         conn.close()
+
+
+def test_the_prometheus_dashboard_asks_for_what_greentrack_serves(tmp_path: Path) -> None:
+    """Every metric and label the Prometheus variant's PromQL names is on a real /metrics scrape
+    of a tracked run (the endpoint ``track(prometheus_port=...)`` serves)."""
+    import socket
+    import time
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    import greentrack as gt
+    from greentrack.meters import ReplayMeter
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    names: dict[str, set[str]] = {}
+    with gt.track("prom", project="p", db=f"sqlite:///{tmp_path / 's.db'}",
+                  meters=[ReplayMeter([(0.0, {"gpu:0": 100.0})])], interval_s=0.05,
+                  checkpoint_s=0.1, prometheus_port=port):  # fmt: skip
+        deadline = time.monotonic() + 20
+        while "greentrack_power_watts" not in names and time.monotonic() < deadline:
+            time.sleep(0.1)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    text = r.read().decode()
+            except OSError:  # not listening yet
+                continue
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    names.setdefault(sample.name, set()).update(sample.labels)
+    assert "greentrack_power_watts" in names, "no checkpoint reached /metrics in 20 s"
+    d = json.loads(PROMETHEUS.read_text())
+    assert d["__inputs"][0]["pluginId"] == "prometheus"
+    exprs = [t["expr"] for p in panels(d) for t in p["targets"]]
+    exprs.append(d["templating"]["list"][0]["definition"])
+    assert len(exprs) >= 6
+    for expr in exprs:
+        used = set(re.findall(r"\b(greentrack_[a-z0-9_]+)\b", expr))
+        assert used, expr
+        for metric in used:
+            assert metric in names, f"{metric} is not served (in {expr!r})"
+        labels = set(re.findall(r"\b([a-z_]+)=~", expr))
+        for group in re.findall(r"by \(([^)]*)\)", expr):
+            labels |= {x.strip() for x in group.split(",")}
+        labels |= set(re.findall(r"\{\{(\w+)\}\}", " ".join(
+            t.get("legendFormat", "") for p in panels(d) for t in p["targets"] if t["expr"] == expr
+        )))
+        for metric in used:
+            assert labels <= names[metric], (expr, labels - names[metric])
