@@ -62,7 +62,13 @@ from typing import TYPE_CHECKING, Any
 
 from greentrack.errors import MeterError, MeterPermissionError
 from greentrack.meters.amd_devices import AmdGpuInfo, visible_amd_indices
-from greentrack.meters.base import DeviceReading, Meter, MeterStatus, NullMeter
+from greentrack.meters.base import (
+    DeviceReading,
+    Meter,
+    MeterStatus,
+    NullMeter,
+    device_failed_warning,
+)
 
 if TYPE_CHECKING:
     from greentrack.meters.registry import DetectContext, OpenContext
@@ -384,8 +390,9 @@ class AmdSmiMeter(Meter):
         g.failed = True
         g.power_w = None
         self.warn(
-            f"{g.info.device} ({g.info.name}) failed {t_mono - self._t_start:.1f} s after the "
-            f"meter started and is no longer read; its energy stays at {g.energy_j:.3f} J: {err}"
+            device_failed_warning(
+                g.info.device, g.info.name, t_mono - self._t_start, g.energy_j, err
+            )
         )
 
     def start(self, t_mono: float) -> None:

@@ -31,6 +31,7 @@ __all__ = [
     "MeterStatus",
     "Method",
     "NullMeter",
+    "device_failed_warning",
 ]
 
 
@@ -125,6 +126,17 @@ class Meter(abc.ABC):
         """Return and clear the warnings recorded since the last call."""
         out, self._warnings = self._warnings, []
         return out
+
+
+def device_failed_warning(
+    device: str, name: str, after_s: float, energy_j: float, err: Exception
+) -> str:
+    """The warning a meter records when one of its devices fails mid-run: which device, when
+    (``after_s`` since the meter started, s), and that its energy stays at ``energy_j`` (J)."""
+    return (
+        f"{device} ({name}) failed {after_s:.1f} s after the meter started and is no longer "
+        f"read; its energy stays at {energy_j:.3f} J: {err}"
+    )
 
 
 class NullMeter(Meter):

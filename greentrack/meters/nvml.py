@@ -57,7 +57,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from greentrack.errors import MeterError
-from greentrack.meters.base import DeviceReading, Meter, MeterStatus, NullMeter
+from greentrack.meters.base import (
+    DeviceReading,
+    Meter,
+    MeterStatus,
+    NullMeter,
+    device_failed_warning,
+)
 from greentrack.meters.nvml_devices import (
     GpuInfo,
     all_gpus,
@@ -263,8 +269,9 @@ class NvmlMeter(Meter):
         g.failed = True
         g.power_w = None
         self.warn(
-            f"{g.info.device} ({g.info.name}) failed {t_mono - self._t_start:.1f} s after the "
-            f"meter started and is no longer read; its energy stays at {g.energy_j:.3f} J: {err}"
+            device_failed_warning(
+                g.info.device, g.info.name, t_mono - self._t_start, g.energy_j, err
+            )
         )
 
     def start(self, t_mono: float) -> None:
