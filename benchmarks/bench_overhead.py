@@ -201,6 +201,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5, help="fresh processes per fixed-cost figure")
     args = ap.parse_args()
     window = 10.0 if args.quick else 30.0
+    load0 = os.getloadavg()[0]  # a busy machine slows both tools: said with the figures
     with tempfile.TemporaryDirectory() as home:
         env = dict(os.environ, GREENTRACK_HOME=home, GREENTRACK_DB=f"sqlite:///{home}/b.db")
         env.pop("PYTHONDONTWRITEBYTECODE", None)  # measure imports as users get them: from .pyc
@@ -229,7 +230,10 @@ def main() -> None:
                 "greentrack_reads": gt["reads"],
             }
         res["week"] = week_memory(env)
+    res["load_avg_1min"] = [load0, os.getloadavg()[0]]
     g, c = res["greentrack_fixed"], res["codecarbon_fixed"]
+    print(f"load average (1 min) at the start / end: {load0:.2f} / {res['load_avg_1min'][1]:.2f} "
+          f"on {os.cpu_count()} CPUs")  # fmt: skip
     print(f"import greentrack: {res['import_greentrack_s'] * 1e3:.1f} ms (median of 5)")
     gn, cn = res["greentrack_fixed_np"], res["codecarbon_fixed_np"]
     rows = [

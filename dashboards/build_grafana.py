@@ -7,7 +7,8 @@ The SQL is PostgreSQL (the store's schema, see greentrack/store/models.py) with 
 ``$__timeFilter(col)``, ``$__timeGroupAlias(col, '1d')`` and the variables ``$project`` (multi,
 include all) and ``$run``. Every query is executed against a real PostgreSQL store in
 tests/test_grafana.py. Energies: ``energy_j`` is device energy; facility energy is
-``energy_j * pue``; CO2e (``co2e_g``) is the time-weighted figure of facility energy.
+``energy_j * pue``; CO2e (``co2e_g``) is the time-weighted figure of the facility energy it is
+of (``co2e_energy_j * pue``: the node's, from its BMC, where one measured it).
 """
 
 from __future__ import annotations
@@ -248,7 +249,8 @@ def overview() -> dict:
             "Carbon intensity of each run (time-weighted)",
             f"""
             SELECT r.started_at AS time, r.project AS metric,
-                   r.co2e_g / NULLIF(r.energy_j * r.pue / 3.6e6, 0) AS value
+                   r.co2e_g / NULLIF(COALESCE(r.co2e_energy_j, r.energy_j) * r.pue / 3.6e6, 0)
+                   AS value
             FROM runs r WHERE {TIME} AND {PROJECT} AND r.co2e_g IS NOT NULL
             ORDER BY 1""",
             (8, 12, 16, 8),
@@ -391,7 +393,8 @@ def run_view() -> dict:
             SELECT region, intensity_source ->> 'name' AS source,
                    intensity_source ->> 'zone' AS zone, intensity_source ->> 'kind' AS kind,
                    intensity_source ->> 'period' AS period,
-                   co2e_g / NULLIF(energy_j * pue / 3.6e6, 0) AS g_per_kwh_time_weighted
+                   co2e_g / NULLIF(COALESCE(co2e_energy_j, energy_j) * pue / 3.6e6, 0)
+                   AS g_per_kwh_time_weighted
             FROM runs WHERE id = {run}""",
             (19, 0, 5, 4),
         ),
@@ -508,6 +511,8 @@ def run_view() -> dict:
 
 PROM_DS = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
 PROM_SELECT = '{project=~"$project"}'
+#: the devices only: a node's own figure (its BMC, component "node") overlaps them
+NO_NODE = '{project=~"$project", component!="node"}'
 
 
 def prom_panel(
@@ -540,7 +545,7 @@ def prometheus_view() -> dict:
                    (0, 0, 6, 4), unit="none", instant=True,
                    description="Runs whose process serves them and that have not stopped."),
         prom_panel(2, "stat", "Device energy (kWh)",
-                   f"sum(greentrack_energy_joules_total{sel}) / 3.6e6", "energy",
+                   f"sum(greentrack_energy_joules_total{NO_NODE}) / 3.6e6", "energy",
                    (6, 0, 6, 4), unit="kwatth", instant=True,
                    description="Device energy of the runs served (PUE not applied)."),
         prom_panel(3, "stat", "CO₂e (g)", f"sum(greentrack_co2e_grams_total{sel})", "CO₂e",

@@ -6,7 +6,10 @@
 
 Under an active wandb.run, gt.track adds greentrack/energy_kwh, greentrack/co2e_g and per device
 greentrack/energy_kwh/<device>, greentrack/power_w/<device> to your history (joined to your own
-steps) and, at stop, to the run's summary.
+steps) and, at stop, to the run's summary. Every checkpoint, the final one included, also goes
+into the W&B run file greentrack/checkpoints.jsonl (one JSON object a line, the same keys plus
+greentrack/t_s and greentrack/run_id; here under <the printed folder>/files), uploaded once,
+whole, when the W&B run ends (wandb sync for an offline run).
 """
 
 from __future__ import annotations

@@ -67,23 +67,42 @@ class RunCost:
 
     def account(self, run: Any) -> None:
         """At ``stop()``: the run's CO2e, interval by interval, and each phase's (raises the
-        GreentrackError of the inputs, which ``stop()`` turns into a warning)."""
+        GreentrackError of the inputs, which ``stop()`` turns into a warning).
+
+        The CO2e is of the node's energy (× PUE) where a BMC measured the node for the whole
+        run (``co2e_basis`` ``node``: it includes fans, PSU losses and every part no meter
+        reads), else of the components' (``components``); the phases follow the run."""
         from greentrack.carbon.runcarbon import account_run
+        from greentrack.meters.nodepower import NodePowerMeter, is_node
 
         assert run._sampler is not None
         self.prefetch(run)  # normally done already, on the checkpoint thread
         if isinstance(self.ctx, GreentrackError):
             raise self.ctx
+        series = {d: (s.t_s, s.energy_j) for d, s in run._sampler.series.items()}
+        nodes = [m for m in run._sampler.meters if isinstance(m, NodePowerMeter)]
+        node_basis = any(is_node(d) for d in series) and all(m.complete for m in nodes)
+        if nodes and not node_basis:
+            run._on_warning(
+                "carbon",
+                "the node's power was not read for the whole run (its BMC failed or never "
+                "answered): the CO2e is of the components' energy, not the node's",
+            )
+        at = 3 if node_basis else 2  # a phase span: (t0_s, t1_s, components J, node J)
         result = account_run(
             self.ctx,
-            series={d: (s.t_s, s.energy_j) for d, s in run._sampler.series.items()},
+            series=series,
             phases={
-                p: t["spans"] + ([t["overflow"]] if "overflow" in t else [])
+                p: [
+                    (sp[0], sp[1], sp[at] or 0.0)
+                    for sp in t["spans"] + ([t["overflow"]] if "overflow" in t else [])
+                ]
                 for p, t in run._phase_totals.items()
             },
             t0_s=run.t0_wall,
             t1_s=run.t0_wall + ((run.t1_mono or time.monotonic()) - run.t0_mono),
             pue=run.pue,
+            node_basis=node_basis,
         )
         for w in result.warnings:
             run._on_warning("carbon", w)
@@ -95,6 +114,17 @@ class RunCost:
                 co2e_g_annual=result.co2e_g_annual,
                 intensity_source=result.provenance,
                 intensity_series=result.series_json,
+                co2e_basis="node" if node_basis else "components",
+                # per device, for the store's sum over ranks: a node row carries a CO2e only
+                # when this rank's CO2e is of the node (greentrack.store.writer)
+                device_co2e_g={
+                    d: g for d, g in result.device_co2e_g.items() if node_basis or not is_node(d)
+                },
+                device_co2e_g_annual={
+                    d: g
+                    for d, g in result.device_co2e_g_annual.items()
+                    if node_basis or not is_node(d)
+                },
             )
             for path, g in result.phase_co2e_g.items():
                 if path in run._phase_totals:
@@ -110,7 +140,8 @@ class RunCost:
                         run._pending_phases.append(row)
                 overflow = run._phase_totals.get(path, {}).get("overflow")
                 if overflow and overflow[2] > 0 and len(each) > len(rows):
-                    run._phase_fill[path] = each[-1] / overflow[2]  # g per J, the later rows
+                    # g per component J of the later rows (their stored energy_j)
+                    run._phase_fill[path] = each[-1] / overflow[2]
 
     def account_embodied(self, run: Any) -> None:
         """The run's share of its devices' manufacturing emissions (README: Embodied)."""

@@ -20,6 +20,13 @@ Example ``~/.greentrack/config.toml``::
     [embodied.kg]
     "gpu:h100" = 350         # override or add a table row, kg CO2e per device
 
+    [node]                   # whole-node power from the BMC (README: Node power)
+    meter = "auto"           # auto | ipmi | redfish | off       (GREENTRACK_NODE_METER)
+    poll_s = 1.0             # seconds between BMC readings      (GREENTRACK_NODE_POLL_S)
+    redfish_url = "https://10.0.0.5"                           # (GREENTRACK_REDFISH_URL)
+    redfish_user = "monitor"                                   # (GREENTRACK_REDFISH_USER)
+    redfish_password = "..."                                   # (GREENTRACK_REDFISH_PASSWORD)
+
     [providers.electricitymaps]
     token = "..."            # or ELECTRICITYMAPS_TOKEN
     [providers.watttime]
@@ -72,12 +79,30 @@ KNOWN_KEYS = (
     "checkpoint_s",
     "flush_timeout_s",
     "sysfs",
+    "procfs",
     "cloud_metadata",
     "cpu_share",
     "providers",
     "embodied",
     "integrations",
+    "node",
 )
+#: ``[node]`` keys (whole-node power from the BMC) -> the environment variable overriding each.
+NODE_KEYS: dict[str, str] = {
+    "meter": "GREENTRACK_NODE_METER",
+    "poll_s": "GREENTRACK_NODE_POLL_S",
+    "timeout_s": "GREENTRACK_NODE_TIMEOUT_S",
+    "ipmitool": "GREENTRACK_IPMITOOL",
+    "redfish_url": "GREENTRACK_REDFISH_URL",
+    "redfish_user": "GREENTRACK_REDFISH_USER",
+    "redfish_password": "GREENTRACK_REDFISH_PASSWORD",
+    "redfish_chassis": "GREENTRACK_REDFISH_CHASSIS",
+    "redfish_verify": "GREENTRACK_REDFISH_VERIFY",
+    "redfish_ca": "GREENTRACK_REDFISH_CA",
+}
+NODE_METERS = ("auto", "ipmi", "redfish", "off")
+#: Allowed time between two BMC readings, seconds.
+NODE_POLL_RANGE_S = (0.05, 3600.0)
 #: Keys of the ``[embodied]`` section (see :mod:`greentrack.carbon.embodied`).
 KNOWN_EMBODIED_KEYS = (
     "enabled",
@@ -135,6 +160,7 @@ class Config:
             (``GREENTRACK_FLUSH_TIMEOUT_S``, config ``flush_timeout_s``, default 10); past it
             the final state goes to the spool.
         sysfs: root of sysfs for RAPL (``GREENTRACK_SYSFS``, default ``/sys``).
+        procfs: root of procfs the estimates read (``GREENTRACK_PROCFS``, default ``/proc``).
         cloud_metadata: whether region detection may query a cloud metadata server.
         cpu_share: what the CPU and RAM *estimates* count (``GREENTRACK_CPU_SHARE``):
             ``machine`` (machine-wide load, installed RAM; the default) or ``process`` (the CPU
@@ -152,6 +178,7 @@ class Config:
     checkpoint_s: float = 10.0
     flush_timeout_s: float = 10.0
     sysfs: Path = Path("/sys")
+    procfs: Path = Path("/proc")
     cloud_metadata: bool = False
     cpu_share: str = "machine"
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -159,6 +186,16 @@ class Config:
     embodied: dict[str, Any] = field(default_factory=dict)
     #: The ``[integrations]`` section: integration name -> on (``mlflow = true``).
     integrations: dict[str, bool] = field(default_factory=dict)
+    #: The ``[node]`` section over its environment variables (:data:`NODE_KEYS`), checked:
+    #: ``meter``, ``poll_s``, ``timeout_s``, ``ipmitool``, ``redfish_*``. May hold a password.
+    node: dict[str, Any] = field(default_factory=lambda: check_node({}, {}))
+
+    def secrets(self) -> list[str]:
+        """Every configured value that must never be stored or shown: provider tokens and
+        passwords, the BMC's Redfish credentials."""
+        from greentrack.security import provider_secrets
+
+        return provider_secrets({**self.providers, "node": self.node})
 
     @property
     def spool_dir(self) -> Path:
@@ -181,12 +218,18 @@ class Config:
             "provider": self.provider,
             "interval_s": self.interval_s,
             "checkpoint_s": self.checkpoint_s,
+            "flush_timeout_s": self.flush_timeout_s,
             "sysfs": str(self.sysfs),
+            "procfs": str(self.procfs),
             "cpu_share": self.cpu_share,
             "cloud_metadata": self.cloud_metadata,
             "providers": {
                 name: {k: ("***" if _is_secret(k) else v) for k, v in opts.items()}
                 for name, opts in self.providers.items()
+            },
+            "node": {
+                k: ("***" if _is_secret(k) and v else mask_url(v) if isinstance(v, str) else v)
+                for k, v in self.node.items()
             },
         }
 
@@ -345,6 +388,7 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         checkpoint_s=checkpoint_default,
         flush_timeout_s=flush_timeout_s,
         sysfs=Path(env.get("GREENTRACK_SYSFS") or data.get("sysfs") or "/sys"),
+        procfs=Path(env.get("GREENTRACK_PROCFS") or data.get("procfs") or "/proc"),
         cloud_metadata=bool(data.get("cloud_metadata", False)),
         cpu_share=check_cpu_share(
             env.get("GREENTRACK_CPU_SHARE") or str(data.get("cpu_share", "machine")),
@@ -353,7 +397,60 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         providers=providers,
         embodied=check_embodied(data.get("embodied") or {}, f"{path}: [embodied]"),
         integrations=check_integrations(data.get("integrations") or {}, f"{path}: [integrations]"),
+        node=check_node(data.get("node") or {}, env, f"{path}: [node]"),
     )
+
+
+def check_node(section: Any, env: dict[str, str], what: str = "[node]") -> dict[str, Any]:
+    """The ``[node]`` section overlaid by its environment variables (:data:`NODE_KEYS`; an
+    empty variable is unset), checked: a bad value is a one-line :class:`ConfigError` naming
+    where it came from and what it takes. Every key is present (None: not set)."""
+    if not isinstance(section, dict):
+        raise ConfigError(f'{what} must be a table, e.g. meter = "ipmi"')
+    for key in section:
+        if key not in NODE_KEYS:
+            _warn_once(f"{what}: unknown key {key!r} (ignored){_closest(key, list(NODE_KEYS))}")
+    out: dict[str, Any] = {}
+    for key, var in NODE_KEYS.items():
+        raw, origin = (env[var], var) if env.get(var) else (section.get(key), f"{what}: {key}")
+        if key == "meter":
+            meter = str(raw or "auto").strip().lower()
+            if meter not in NODE_METERS:
+                raise ConfigError(
+                    f"{origin}={raw!r} is not a node meter; use auto (Redfish if redfish_url is "
+                    "set, else IPMI where /dev/ipmi0 exists), ipmi, redfish or off"
+                )
+            out[key] = meter
+        elif key in ("poll_s", "timeout_s"):
+            default = 1.0 if key == "poll_s" else 5.0
+            meaning = "the time between BMC readings" if key == "poll_s" else "a BMC's timeout"
+            out[key] = (
+                default if raw is None else _check_range(raw, origin, NODE_POLL_RANGE_S, meaning)
+            )
+        elif key == "redfish_verify":
+            text = str(raw if raw is not None else "1").strip().lower()
+            if text not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ConfigError(f"{origin}={raw!r}: write true or false")
+            out[key] = text in ("1", "true", "yes", "on")
+        else:
+            out[key] = None if raw in (None, "") else str(raw)
+    url = out["redfish_url"]
+    if out["meter"] == "redfish" and url is None:
+        raise ConfigError(
+            "the node meter is redfish but no BMC address is set: set GREENTRACK_REDFISH_URL "
+            "or redfish_url in [node] (e.g. https://10.0.0.5)"
+        )
+    ca = out["redfish_ca"]
+    if ca is not None and not os.path.isfile(ca):
+        raise ConfigError(
+            f"the Redfish CA file {ca!r} (redfish_ca / GREENTRACK_REDFISH_CA) does not exist: "
+            "give the PEM file of the BMC's certificate authority"
+        )
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"redfish_url {url!r} is not a URL: give the BMC's address, e.g. https://10.0.0.5"
+        )
+    return out
 
 
 def check_integrations(section: Any, what: str = "[integrations]") -> dict[str, bool]:

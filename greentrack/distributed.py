@@ -14,12 +14,21 @@ Call ``gt.track(...)`` on **every** rank. :func:`place` then decides, for this p
   Slurm requeue) gets a new run: every process's energy starts again at zero.
 - **the host's CPU and DRAM** are measured by one process per node: the lowest rank on the host
   in a process group, else ``LOCAL_RANK == 0``. No double counting.
-- **GPUs**: each GPU of a node is measured by exactly one process. A rank proposes the GPUs it
-  uses: with ``LOCAL_WORLD_SIZE`` known, ``visible[LOCAL_RANK]`` (several GPUs per rank: the
-  contiguous block ``j * local_world // n_visible == local_rank``); when a process sees a single
-  GPU (Slurm ``--gpus-per-task``), that one; with the layout unknown, every visible GPU. In a
-  process group a GPU proposed by several ranks on one host goes to the lowest of them, so totals
-  are exact and per-rank attribution is as fine as the launcher lets it be.
+- **GPUs** (NVIDIA through NVML, AMD through amdsmi; :mod:`greentrack.meters.gpu_placement`):
+  each energy counter of a node is measured by exactly one process. A rank proposes the GPUs
+  it uses, per vendor, among those it sees (``CUDA_VISIBLE_DEVICES``; ``ROCR_VISIBLE_DEVICES``
+  then ``HIP_VISIBLE_DEVICES``/``CUDA_VISIBLE_DEVICES``): with ``LOCAL_WORLD_SIZE`` known,
+  ``visible[LOCAL_RANK]`` (several GPUs per rank: the contiguous block ``j * local_world //
+  n_visible == local_rank``); when a process sees a single GPU (Slurm ``--gpus-per-task``),
+  that one; with the layout unknown, every visible GPU. In a process group a counter proposed
+  by several ranks on one host goes to the lowest of them, so totals are exact and per-rank
+  attribution is as fine as the launcher lets it be. A MIG slice's counter is its parent GPU's
+  (the rank keeps the meter's MIG note). The two dies of an MI250X share one package counter:
+  it is counted once, by the lowest rank using either die, and the other die's rank records a
+  warning naming the dies and that rank. Without a process group the rules alone decide:
+  ranks that see the same GPUs compute each other's proposals; a rank that sees only the later
+  die of a package leaves it to the rank using the first die (and says so: without a process
+  group it cannot check that such a rank exists). A rank that sees no GPU measures none.
 
 The exchange uses the process group's store (the one ``init_process_group`` rendezvoused with),
 not a collective: rank 0 never waits, so a program that tracks on rank 0 only still works (rank
@@ -41,11 +50,17 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from greentrack import hardware
 from greentrack.config import Config
 from greentrack.meters.base import Meter
+from greentrack.meters.gpu_placement import (
+    VisibleGpu,
+    open_gpu_meters,
+    shared_counter_note,
+    visible_gpus,
+)
 from greentrack.store.rank_events import JOINED_SOURCE, joined_message
 
 __all__ = [
@@ -63,6 +78,7 @@ __all__ = [
 _NAMESPACE = uuid.UUID("5b0c1e2a-8f4e-4d0a-9a39-6772656e7472")  # fixed: ids are reproducible
 _COUNTER = itertools.count()
 _STORE_PREFIX = "greentrack/place"
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -90,8 +106,9 @@ class Placement:
         run_id: the id every rank attaches to (None: the run keeps its own id).
         shared: whether the ranks agreed on one run (False: each rank records its own run).
         measure_host: whether this process measures the node's CPU and DRAM.
-        gpus: GPUs to measure, as ``CUDA_VISIBLE_DEVICES`` entries (UUIDs); None means every GPU
-            this process sees (the single-process behaviour).
+        gpus: GPUs to measure: NVIDIA as ``CUDA_VISIBLE_DEVICES`` entries (UUID, ``MIG-<uuid>``
+            for a MIG slice), AMD as ``gpu:amd-<amdsmi index>``; None means every GPU this
+            process sees (the single-process behaviour).
         warnings: one-line notes to record on the run.
         measured_by: ``(what, by whom)`` for the devices this process uses that another process
             measures, e.g. ``("the node's CPU and memory", "rank 0")`` (see :func:`joined_event`).
@@ -198,24 +215,11 @@ def _process_group() -> Any | None:
 
 
 # -- GPUs -----------------------------------------------------------------------------------------
-def _visible_gpus(env: Mapping[str, str]) -> list[str]:
-    """UUIDs (or NVML indices when nameless) of the GPUs this process sees, in CUDA order."""
-    from greentrack.errors import MeterError
-    from greentrack.meters.nvml_devices import list_gpus
-
-    try:
-        return [g.uuid or str(g.index) for g in list_gpus(env=env)]
-    except MeterError:
-        return []
-
-
-def propose_gpus(
-    visible: Sequence[str], local_rank: int, local_world_size: int | None
-) -> list[str]:
+def propose_gpus(visible: Sequence[_T], local_rank: int, local_world_size: int | None) -> list[_T]:
     """The GPUs a process uses, among those it sees (see the module docstring).
 
     Args:
-        visible: GPU ids this process sees, in CUDA order.
+        visible: GPUs this process sees (of one vendor), in the framework's order.
         local_rank: the process's rank on its node.
         local_world_size: processes on the node, or None when unknown.
     """
@@ -225,6 +229,48 @@ def propose_gpus(
     if n >= local_world_size:
         return [g for j, g in enumerate(visible) if j * local_world_size // n == local_rank]
     return [visible[local_rank]] if local_rank < n else []
+
+
+def _env_share(
+    by_vendor: Sequence[Sequence[VisibleGpu]], layout: Layout
+) -> tuple[list[VisibleGpu], list[tuple[str, str]], list[str]]:
+    """Without a process group: the GPUs this process measures, who measures the others it
+    uses, and the notes (see the module docstring)."""
+    lr, lw = layout.local_rank, layout.local_world_size
+
+    def who(j: int) -> str:  # torchrun numbers the ranks of a node contiguously; others may not
+        if layout.source == "torchrun":
+            return f"rank {layout.rank - lr + j}"
+        return "local rank 0 of this node" if j == 0 else f"local rank {j} of this node"
+
+    mine: list[VisibleGpu] = []
+    by: list[tuple[str, str]] = []
+    notes: list[str] = []
+    for vis in by_vendor:
+        if lw is None and len(vis) > 1 and lr != 0:  # layout unknown: local rank 0 measures all
+            by.append(("the node's GPUs", who(0)))
+            continue
+        for g in propose_gpus(vis, lr, lw):
+            owner: int | None = lr
+            if lw is not None and len(vis) > 1:  # every rank of the node sees these GPUs
+                keys = [{p.key for p in propose_gpus(vis, j, lw)} for j in range(min(lr, lw))]
+                owner = next((j for j, k in enumerate(keys) if g.key in k), lr)
+            elif g.dies and g.device != g.dies[0] and (lw is None or lw > 1):
+                owner = None  # the rank using the package's first die counts it
+            if owner == lr:
+                mine.append(g)
+                continue
+            by.append((g.label, who(owner) if owner is not None else f"the rank using {g.dies[0]}"))
+            if owner is not None:
+                notes.append(shared_counter_note(g, who(owner)) if g.dies else "")
+            else:
+                notes.append(
+                    shared_counter_note(g, f"the rank of this job using {g.dies[0]}")
+                    + "; without a process group this rank cannot check that one does (if "
+                    "none does, the package is not counted): initialise torch.distributed "
+                    "before gt.track"
+                )
+    return mine, list(dict.fromkeys(by)), [n for n in dict.fromkeys(notes) if n]
 
 
 # -- the exchange ---------------------------------------------------------------------------------
@@ -300,32 +346,34 @@ def place(
         return Placement(host=host, run_id=run_id)
 
     nth = next(_COUNTER)
-    visible = _visible_gpus(env)
-    proposal = propose_gpus(visible, layout.local_rank, layout.local_world_size)
+    by_vendor, problems = visible_gpus(env)
     if dist is None:  # environment only: no exchange, rules alone decide
-        by: list[tuple[str, str]] = []
-        first = (  # torchrun numbers the ranks of a node contiguously; other launchers may not
-            f"rank {layout.rank - layout.local_rank}"
-            if layout.source == "torchrun"
-            else "local rank 0 of this node"
-        )
-        if layout.local_rank != 0:
-            by.append(("the node's CPU and memory", first))
-        if layout.local_world_size is None and len(visible) > 1 and layout.local_rank != 0:
-            proposal = []  # layout unknown: the node's first process measures its GPUs
-            by.append(("the node's GPUs", first))
+        mine, by, notes = _env_share(by_vendor, layout)
+        if layout.local_rank != 0:  # torchrun numbers a node's ranks contiguously, others may not
+            first = (
+                f"rank {layout.rank - layout.local_rank}"
+                if layout.source == "torchrun"
+                else "local rank 0 of this node"
+            )
+            by.insert(0, ("the node's CPU and memory", first))
         shared_id = run_id or env_run_id(env, nth)
-        warnings: tuple[str, ...] = ()
+        warnings = [*problems, *notes]
         if shared_id is None:
-            warnings = (
+            warnings.append(
                 f"rank {layout.rank} of {layout.world_size}: no process group and no job id in "
                 "the environment, so this rank is recorded as its own run; initialise "
-                "torch.distributed before gt.track or set GREENTRACK_RUN_ID",
+                "torch.distributed before gt.track or set GREENTRACK_RUN_ID"
             )
         return Placement(
             layout.rank, layout.world_size, layout.local_rank, host, layout.source, shared_id,
-            shared_id is not None, layout.local_rank == 0, tuple(proposal), warnings, tuple(by),
+            shared_id is not None, layout.local_rank == 0, tuple(g.entry for g in mine),
+            tuple(warnings), tuple(by),
         )  # fmt: skip
+    proposal = [
+        g
+        for vis in by_vendor
+        for g in propose_gpus(vis, layout.local_rank, layout.local_world_size)
+    ]
 
     if timeout_s is None:
         try:
@@ -333,26 +381,31 @@ def place(
         except ValueError:
             timeout_s = 300.0
     candidate = run_id or env_run_id(env, nth) or uuid.uuid4().hex
-    payload = {"host": host, "gpus": proposal, "run_id": candidate}
+    payload = {"host": host, "gpus": [g.key for g in proposal], "run_id": candidate}
     lower = _exchange(dist, layout.rank, layout.world_size, payload, nth, timeout_s)
     if isinstance(lower, str):
+        visible = tuple(g.entry for vis in by_vendor for g in vis)
         return Placement(
             layout.rank, layout.world_size, layout.local_rank, host, layout.source, None, False,
-            True, tuple(visible), (lower,),
+            True, visible, (*problems, lower),
         )  # fmt: skip
     shared_id = lower[0]["run_id"] if lower else candidate
     peers = [p for p in lower if p["host"] == host]
-    taken = {g for p in peers for g in p["gpus"]}
-    owner_of: dict[str, int] = {}  # GPU -> the lowest rank on this host that proposed it
+    owner_of: dict[str, int] = {}  # energy counter -> the lowest rank on this host proposing it
     for r, p in enumerate(lower):
         if p["host"] == host:
-            for g in p["gpus"]:
-                owner_of.setdefault(g, r)
-    by = []
+            for key in p["gpus"]:
+                owner_of.setdefault(key, r)
+    by: list[tuple[str, str]] = []
     if peers:
         first = next(r for r, p in enumerate(lower) if p["host"] == host)
         by.append(("the node's CPU and memory", f"rank {first}"))
-    by += [(f"GPU {g}", f"rank {owner_of[g]}") for g in proposal if g in owner_of]
+    by += [(g.label, f"rank {owner_of[g.key]}") for g in proposal if g.key in owner_of]
+    notes = [
+        shared_counter_note(g, f"rank {owner_of[g.key]}")
+        for g in proposal
+        if g.key in owner_of and g.dies
+    ]
     return Placement(
         rank=layout.rank,
         world_size=layout.world_size,
@@ -362,7 +415,8 @@ def place(
         run_id=shared_id,
         shared=True,
         measure_host=not peers,
-        gpus=tuple(g for g in proposal if g not in taken),
+        gpus=tuple(g.entry for g in proposal if g.key not in owner_of),
+        warnings=tuple(dict.fromkeys([*problems, *notes])),
         measured_by=tuple(by),
     )
 
@@ -414,17 +468,10 @@ def joined_event(placement: Placement, run_id: str, t_s: float) -> dict[str, Any
 
 def open_placement_meters(config: Config, placement: Placement) -> list[Meter]:
     """The meters of this process: host meters if it measures the node, its GPUs (not started)."""
-    from greentrack.errors import MeterError
-    from greentrack.meters import NvmlMeter, open_meters
+    from greentrack.meters import open_meters
 
     host = placement.measure_host
     if placement.gpus is None:
-        return open_meters(config, cpu=host, ram=host)
-    meters = open_meters(config, gpu=False, cpu=host, ram=host)
-    if placement.gpus:
-        env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(placement.gpus)}
-        try:
-            meters.append(NvmlMeter(env=env))
-        except MeterError:
-            pass  # NVML went away between placement and here: no GPU meter, like open_meters
-    return meters
+        return open_meters(config, cpu=host, ram=host, node=host)
+    meters = open_meters(config, gpu=False, cpu=host, ram=host, node=host)
+    return meters + open_gpu_meters(placement.gpus)

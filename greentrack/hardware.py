@@ -63,4 +63,3 @@ def ram_total_gib() -> float:
     import psutil
 
     return psutil.virtual_memory().total / 2**30
-

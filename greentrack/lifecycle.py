@@ -61,8 +61,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from greentrack.errors import GreentrackError
 
@@ -341,9 +340,9 @@ ListenerFactory = Callable[[Any, Mapping[str, Any]], Any]
 """``factory(run, options) -> listener | None`` (see the module docstring)."""
 
 
-@dataclass(frozen=True)
-class ListenerSpec:
-    """One integration in the registry (see the module docstring).
+class ListenerSpec(NamedTuple):
+    """One integration in the registry (see the module docstring); immutable (a named tuple:
+    cheaper to define than a dataclass, on every tracked process's start).
 
     Args:
         name: the integration's name (``mlflow``; also its config entry ``[integrations] name``).

@@ -9,10 +9,13 @@ from __future__ import annotations
 import functools
 import os
 import platform
-import subprocess
 import sys
+import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import subprocess
 
 __all__ = ["collect", "git_info", "mask_argv", "secret_values", "static_metadata"]
 
@@ -49,29 +52,83 @@ def mask_argv(argv: list[str], secrets: list[str] | tuple[str, ...] = ()) -> lis
 
 
 def git_info(cwd: str | Path | None = None) -> dict[str, Any]:
-    """``{"commit": sha, "dirty": bool}`` of the working directory's repository, or ``{}``."""
+    """``{"commit": sha, "dirty": bool}`` of the working directory's repository, or ``{}``.
+
+    One ``git status --porcelain=v2 --branch`` gives both (git >= 2.17; an older git, which
+    refuses ``--no-ahead-behind``, and a bare repository are asked ``rev-parse HEAD`` and
+    ``status`` instead). "Dirty" means a tracked file differs from the commit (untracked files
+    do not count); a repository without a commit gives ``{}``. Outside any repository (no
+    ``.git`` nor a bare repository in the folder or above it, no ``GIT_DIR``) git is not run.
+    """
     cwd = str(cwd or os.getcwd())
+    if not _maybe_in_repository(Path(cwd)):
+        return {}
+    import subprocess
+
     try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=2
-        )
+        out = _git(cwd, "status", "--porcelain=v2", "--branch", "--untracked-files=no",
+                   "--no-ahead-behind")  # fmt: skip
+        if out.returncode == 0:
+            lines = out.stdout.splitlines()
+            oid = next((ln[len("# branch.oid ") :] for ln in lines
+                        if ln.startswith("# branch.oid ")), "")  # fmt: skip
+            if not oid or oid.startswith("("):  # "(initial)": no commit yet
+                return {}
+            return {"commit": oid.strip(), "dirty": any(not ln.startswith("#") for ln in lines)}
+        # 129: an option this git lacks; "work tree": a bare repository; else not a repository
+        if out.returncode != 129 and "work tree" not in out.stderr:
+            return {}
+        sha = _git(cwd, "rev-parse", "HEAD")
         if sha.returncode != 0:
             return {}
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=2,
-        )
+        status = _git(cwd, "status", "--porcelain", "--untracked-files=no")
         return {"commit": sha.stdout.strip(), "dirty": bool(status.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
         return {}
 
 
-@functools.lru_cache(maxsize=1)
+def _maybe_in_repository(folder: Path) -> bool:
+    """Whether git could find a repository from ``folder``: ``GIT_DIR`` is set, or the folder
+    or one above it has a ``.git`` (folder or file) or is a bare repository (``HEAD`` and
+    ``objects/``). A few stat calls, instead of starting git where there is nothing to find."""
+    if os.environ.get("GIT_DIR"):
+        return True
+    for d in (folder, *folder.parents):
+        if (d / ".git").exists() or ((d / "HEAD").is_file() and (d / "objects").is_dir()):
+            return True
+    return False
+
+
+def _git(cwd: str, *args: str) -> subprocess.CompletedProcess[str]:
+    import subprocess
+
+    env = {**os.environ, "LC_ALL": "C"}  # git's messages untranslated (the bare-repo test)
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=2
+    )
+
+
+_STATIC_LOCK = threading.Lock()
+
+
 def static_metadata() -> dict[str, Any]:
-    """What does not change during a process: looked up once (git takes a few ms)."""
+    """What does not change during a process: looked up once (git takes a few ms). Callers on
+    two threads at once (a run's first checkpoint and its stop) wait for one lookup."""
+    with _STATIC_LOCK:
+        return _static_metadata()
+
+
+def _after_fork_in_child() -> None:
+    global _STATIC_LOCK
+    _STATIC_LOCK = threading.Lock()  # a parent thread may have held it at the fork
+    _static_metadata.cache_clear()  # the child's pid (and the parent's lookup may be half done)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@functools.lru_cache(maxsize=1)
+def _static_metadata() -> dict[str, Any]:
     from greentrack import hardware
 
     meta: dict[str, Any] = {
@@ -99,6 +156,9 @@ def static_metadata() -> dict[str, Any]:
     if slurm:
         meta["slurm"] = slurm
     return meta
+
+
+static_metadata.cache_clear = _static_metadata.cache_clear  # type: ignore[attr-defined]
 
 
 def collect(

@@ -14,7 +14,6 @@ import contextvars
 import logging
 import math
 import os
-import sys
 import threading
 import time
 import traceback
@@ -41,8 +40,9 @@ from greentrack.distributed import (
 )
 from greentrack.errors import ConfigError, GreentrackError
 from greentrack.meters.base import DeviceReading, Meter
+from greentrack.meters.nodepower import split_node
 from greentrack.sampler import Sampler, block_signals
-from greentrack.security import Masker, check_run_id, provider_secrets
+from greentrack.security import Masker, check_run_id
 from greentrack.store.dbapi import parse_url
 from greentrack.store.delivery import Delivery, resolve_flush_timeout_s
 from greentrack.store.limits import PATH_MAX, check_name, check_step
@@ -56,6 +56,7 @@ from greentrack.summary import (
     phase_energy,
     start_checkpoint,
     summarize,
+    sync_accelerators,
 )
 
 __all__ = ["Run"]
@@ -76,18 +77,6 @@ class _OpenPhase:
     t0_mono: float
     t0_wall: float
     start: dict[str, DeviceReading]
-
-
-def _cuda_synchronize() -> None:
-    """Synchronise CUDA before a counter read, if the program already uses torch with CUDA."""
-    torch = sys.modules.get("torch")
-    if torch is None:
-        return
-    try:
-        if torch.cuda.is_initialized():  # (cheap; is_available() may probe the driver)
-            torch.cuda.synchronize()
-    except RuntimeError:  # a broken CUDA context must not break the phase
-        pass
 
 
 class Run:
@@ -149,7 +138,7 @@ class Run:
         if cpu_share is not None:
             self.config = replace(self.config, cpu_share=check_cpu_share(cpu_share, "cpu_share"))
         # one masking step for every user string kept or shown (URL passwords, tokens)
-        self._mask = Masker(provider_secrets(self.config.providers))
+        self._mask = Masker(self.config.secrets())
         self._given_id = run_id or os.environ.get("GREENTRACK_RUN_ID")
         if self._given_id:
             check_run_id(self._given_id, "run_id" if run_id else "GREENTRACK_RUN_ID")
@@ -398,7 +387,7 @@ class Run:
         if self._sampler is None or self.status != "running":
             raise GreentrackError("run.phase() needs a running run: use it inside `with track()`")
         check_name("phase name", name)
-        _cuda_synchronize()
+        sync_accelerators()
         t0_mono, t0_wall, readings = self._sampler.read_now()
         stack = self._phases.get()
         with self._state_lock:
@@ -423,12 +412,12 @@ class Run:
 
     def _close_phase(self, opened: _OpenPhase) -> None:
         assert self._sampler is not None
-        _cuda_synchronize()
+        sync_accelerators()
         t1_mono, t1_wall, end = self._sampler.read_now()
         per_device, phase_methods = phase_energy(
             self._sampler.meters, opened.start, end, opened.t0_mono, t1_mono
         )
-        energy_j = sum(per_device.values())
+        energy_j, node_j = split_node(per_device)  # the node is beside the components
         duration_s = t1_mono - opened.t0_mono
         stack = self._phases.get()
         if opened in stack:
@@ -452,6 +441,8 @@ class Run:
                     "method": "/".join(sorted(phase_methods)) or None,
                 }
             )
+            if node_j is not None:  # in memory only: the phase's CO2e on the node's energy
+                self._pending_phases[-1]["node_energy_j"] = node_j
             book_phase(self._phase_totals, self._pending_phases[-1], _SPANS_MAX)
 
     def log(self, step: int | None = None, **metrics: float) -> None:
@@ -531,10 +522,18 @@ class Run:
 
     @property
     def energy_j(self) -> float:
-        """Device energy so far (sum over devices). Units: joules."""
-        if self._sampler is None:
-            return 0.0
-        return sum(r.energy_j for r in self._sampler.latest.values())
+        """Device energy so far (sum over the components; the node's own figure is beside it,
+        :attr:`node_energy_j`). Units: joules."""
+        return self._split_node()[0]
+
+    @property
+    def node_energy_j(self) -> float | None:
+        """The whole node's energy so far from its BMC, or None without a node meter. Units: J."""
+        return self._split_node()[1]
+
+    def _split_node(self) -> tuple[float, float | None]:
+        latest = self._sampler.latest if self._sampler is not None else {}
+        return split_node({d: r.energy_j for d, r in latest.items()})
 
     @property
     def over_budget(self) -> bool:
@@ -589,6 +588,3 @@ class Run:
             log.exception("greentrack: checkpoint failed: %s", e)
             return
         self._listeners.notify(self, "on_checkpoint", cp)
-
-
-

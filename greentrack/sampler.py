@@ -19,8 +19,6 @@ simulates it). Points not yet checkpointed are handed over and forgotten at each
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import threading
 import time
 from array import array
@@ -29,8 +27,9 @@ from dataclasses import dataclass, field
 
 from greentrack.errors import MeterError
 from greentrack.meters.base import DeviceReading, Meter
+from greentrack.sigmask import block_signals
 
-__all__ = ["DeviceSeries", "Sampler", "steady_clock"]
+__all__ = ["DeviceSeries", "Sampler", "block_signals", "steady_clock"]
 
 
 def steady_clock() -> Callable[[], tuple[float, float]]:
@@ -290,18 +289,6 @@ class Sampler:
                 except Exception:  # MeterError, or anything a custom meter raises
                     pass
         return final
-
-
-_BLOCKED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
-
-
-def block_signals() -> None:
-    """In one of greentrack's own threads: never receive SIGTERM, SIGINT or SIGHUP. The kernel
-    gives a process's signal to any thread that does not block it; Python runs handlers only on
-    the main thread, and a main thread asleep (``time.sleep``) is woken only by a signal that
-    lands on it, so a signal taken by a background thread could wait there unhandled."""
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED)
 
 
 def _why(e: BaseException) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from greentrack.meters.base import Meter
+from greentrack.meters.nodepower import is_node, node_vs_components
 from greentrack.security import storable_tree
 from greentrack.store.checkpoint import Checkpoint
 from greentrack.units import J_PER_KWH, format_co2e, format_energy, format_sig
@@ -33,6 +35,7 @@ __all__ = [
     "run_fields",
     "start_checkpoint",
     "summarize",
+    "sync_accelerators",
 ]
 
 log = logging.getLogger("greentrack")
@@ -72,7 +75,13 @@ class PhaseSummary:
 
 @dataclass(frozen=True)
 class RunSummary:
-    """What a run cost. Energies in joules (device energy; ``facility_energy_j`` includes PUE)."""
+    """What a run cost. Energies in joules (device energy; ``facility_energy_j`` includes PUE).
+
+    ``energy_j`` and ``components`` are the measured components (GPUs, CPU, memory...);
+    ``node`` holds the whole node's figure from its BMC where there is one (``node_energy_j``),
+    beside them, never added. ``co2e_basis`` says which energy the CO2e is of: ``node`` (the
+    node's energy × PUE) or ``components``.
+    """
 
     id: str
     project: str
@@ -92,10 +101,17 @@ class RunSummary:
     intensity_source: dict[str, Any] | None = None
     flops: float | None = None
     warnings: list[str] = field(default_factory=list)
+    node: list[ComponentEnergy] = field(default_factory=list)
+    co2e_basis: str | None = None
 
     @property
     def energy_kwh(self) -> float:
         return self.energy_j / J_PER_KWH
+
+    @property
+    def node_energy_j(self) -> float | None:
+        """The node's energy from its BMC (all of this process's node meters), or None. J."""
+        return sum(c.energy_j for c in self.node) if self.node else None
 
     @property
     def facility_energy_j(self) -> float:
@@ -106,6 +122,7 @@ class RunSummary:
 
         d = asdict(self)
         d["energy_kwh"] = self.energy_kwh
+        d["node_energy_j"] = self.node_energy_j
         return d
 
     def __str__(self) -> str:
@@ -116,10 +133,14 @@ class RunSummary:
         ]
         for c in self.components:
             lines.append(f"    {c.device:<20} {format_energy(c.energy_j):>12}  [{c.method}]")
+        node_j = self.node_energy_j
+        if node_j is not None:
+            lines.append(f"  {node_vs_components(node_j, self.energy_j)}")
         if self.co2e_g is not None and self.intensity_source:
             src = self.intensity_source
+            basis = " of the node's energy" if self.co2e_basis == "node" else ""
             lines.append(
-                f"  CO2e {format_co2e(self.co2e_g)} ({src.get('name')} {src.get('zone')} "
+                f"  CO2e{basis} {format_co2e(self.co2e_g)} ({src.get('name')} {src.get('zone')} "
                 f"{src.get('kind')} {src.get('period')})"
             )
             if self.co2e_g_annual is not None:
@@ -147,7 +168,7 @@ def summarize(run: Any) -> RunSummary:
                 duration_s=t["duration_s"],
                 energy_j=t["energy_j"],
                 count=t["count"],
-                components=dict(t["components"]),
+                components={d: e for d, e in t["components"].items() if not is_node(d)},
                 co2e_g=t.get("co2e_g"),
             )
             for path, t in run._phase_totals.items()
@@ -158,12 +179,19 @@ def summarize(run: Any) -> RunSummary:
             name=run.name,
             status=run.status,
             duration_s=(end - run.t0_mono) if run.t0_mono else 0.0,
-            energy_j=sum(r.energy_j for r in latest.values()),
+            energy_j=sum(r.energy_j for d, r in latest.items() if not is_node(d)),
             pue=run.pue,
             components=[
                 ComponentEnergy(r.component, d, r.energy_j, r.method, run.rank, run.host)
                 for d, r in sorted(latest.items())
+                if not is_node(d)
             ],
+            node=[
+                ComponentEnergy(r.component, d, r.energy_j, r.method, run.rank, run.host)
+                for d, r in sorted(latest.items())
+                if is_node(d)
+            ],
+            co2e_basis=run._carbon.get("co2e_basis"),
             phases=phases,
             metrics=dict(run._last_metrics),
             params=dict(run.params),
@@ -175,6 +203,19 @@ def summarize(run: Any) -> RunSummary:
             flops=run._flops,
             warnings=list(run._warnings),
         )
+
+
+def sync_accelerators() -> None:
+    """Synchronise CUDA before a phase boundary's counter read, if the program already uses
+    torch with CUDA (queued kernels belong to the phase that launched them)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    try:
+        if torch.cuda.is_initialized():  # (cheap; is_available() may probe the driver)
+            torch.cuda.synchronize()
+    except RuntimeError:  # a broken CUDA context must not break the phase
+        pass
 
 
 def phase_energy(
@@ -212,6 +253,7 @@ def book_phase(totals: dict[str, dict[str, Any]], row: dict[str, Any], spans_max
     ``spans_max`` occurrences of a path are kept one by one (each booked at its own intensity);
     later ones are merged into one ``overflow`` span, so memory stays bounded and none is lost."""
     t0_wall, t1_wall, energy_j = row["t0_s"], row["t1_s"], row["energy_j"]
+    node_j = row.get("node_energy_j")
     tot = totals.setdefault(
         row["path"],
         {"count": 0, "duration_s": 0.0, "energy_j": 0.0, "components": {}, "spans": []},
@@ -221,12 +263,17 @@ def book_phase(totals: dict[str, dict[str, Any]], row: dict[str, Any], spans_max
     tot["energy_j"] += energy_j
     for d, e in row["components"].items():
         tot["components"][d] = tot["components"].get(d, 0.0) + e
+    if node_j is not None:
+        tot["node_energy_j"] = tot.get("node_energy_j", 0.0) + node_j
+    # spans: (t0_s, t1_s, components J, node J or None): the CO2e is of one or the other
     if len(tot["spans"]) < spans_max:  # each occurrence booked at its own intensity
-        tot["spans"].append((t0_wall, t1_wall, energy_j))
+        tot["spans"].append((t0_wall, t1_wall, energy_j, node_j))
         tot.setdefault("rows", []).append(row)  # its CO2e at stop
     else:  # bounded memory: later occurrences are booked together, none is dropped
-        t0, t1, e = tot.get("overflow") or (t0_wall, t1_wall, 0.0)
-        tot["overflow"] = (min(t0, t0_wall), max(t1, t1_wall), e + energy_j)
+        t0, t1, e, n = tot.get("overflow") or (t0_wall, t1_wall, 0.0, None)
+        if node_j is not None:
+            n = (n or 0.0) + node_j
+        tot["overflow"] = (min(t0, t0_wall), max(t1, t1_wall), e + energy_j, n)
 
 
 # -- checkpoints ------------------------------------------------------------------------------
@@ -302,6 +349,10 @@ def make_checkpoint(run: Any, points: Sequence[SamplePoint], *, final: bool) -> 
     assert run._sampler is not None
     notes = {**run._notes, **meter_notes(run._sampler.meters)}
     with run._state_lock:
+        # each device's CO2e (after stop's accounting): the store sums every rank's, on the
+        # node's energy where a rank accounted it so (greentrack.store.writer)
+        device_g = run._carbon.get("device_co2e_g") or {} if final else {}
+        device_annual_g = run._carbon.get("device_co2e_g_annual") or {} if final else {}
         run._seq += 1
         latest = dict(run._sampler.latest)
         cp = Checkpoint(
@@ -319,6 +370,8 @@ def make_checkpoint(run: Any, points: Sequence[SamplePoint], *, final: bool) -> 
                     "model": run._device_models.get(d),
                     "note": notes.get(d),
                     "host": run.host,
+                    "co2e_g": device_g.get(d),
+                    "co2e_g_annual": device_annual_g.get(d),
                 }
                 for d, r in sorted(latest.items())
             ],

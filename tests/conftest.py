@@ -44,6 +44,17 @@ def gt_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "ELECTRICITYMAPS_TOKEN",
         "WATTTIME_USERNAME",
         "WATTTIME_PASSWORD",
+        "GREENTRACK_NODE_METER",  # whole-node power: off unless a test sets it
+        "GREENTRACK_NODE_POLL_S",
+        "GREENTRACK_NODE_TIMEOUT_S",
+        "GREENTRACK_IPMITOOL",
+        "GREENTRACK_REDFISH_URL",
+        "GREENTRACK_REDFISH_USER",
+        "GREENTRACK_REDFISH_PASSWORD",
+        "GREENTRACK_REDFISH_CHASSIS",
+        "GREENTRACK_REDFISH_VERIFY",
+        "GREENTRACK_REDFISH_CA",
+        "GREENTRACK_FLUSH_TIMEOUT_S",
     ):
         monkeypatch.delenv(var, raising=False)
     return home

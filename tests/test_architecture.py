@@ -5,7 +5,8 @@ dependency; it only changes when it is paid). The layers, lowest first; a module
 own layer and the ones below, never one above:
 
 ====  ===========================================================================================
- 0    ground floor: ``errors``, ``units``, ``timefmt``, ``security``, ``jsonout``, ``config``
+ 0    ground floor: ``errors``, ``units``, ``timefmt``, ``security``, ``jsonout``, ``config``,
+      ``sigmask``
  1    host facts: ``hardware``, ``metadata``
  2    ``meters/`` (one module per source, a registry)
  3    ``store/`` (connections, schema, writer, spool, delivery policy, reads: all the SQL)
@@ -36,6 +37,7 @@ LAYERS: dict[str, int] = {
     "greentrack.security": 0,
     "greentrack.jsonout": 0,
     "greentrack.config": 0,
+    "greentrack.sigmask": 0,
     "greentrack.hardware": 1,
     "greentrack.metadata": 1,
     "greentrack.meters": 2,

@@ -625,3 +625,40 @@ def test_the_shared_json_encoder_writes_strict_json() -> None:
         "d": np.int64(3),
     }
     assert _strict(dumps(data)) == {"a": None, "b": [None, None, 1.5], "c": None, "d": 3}
+
+
+def test_a_store_slow_to_connect_holds_up_neither_other_stores_nor_exit(sqlite_url: str) -> None:
+    """A PostgreSQL server that accepts and never answers: opening the shared connection to it
+    waits for its connect timeout, but meanwhile another store's runs connect at once and the
+    exit hook returns at once (before, both waited on the registry's lock)."""
+    import socket
+    import threading
+
+    from greentrack.store import writer
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)  # the kernel accepts; nobody ever answers
+    slow = f"postgresql+psycopg://x@127.0.0.1:{server.getsockname()[1]}/test?connect_timeout=3"
+    failed: list[BaseException] = []
+
+    def connect_slow() -> None:
+        try:
+            writer._shared_connection(slow)
+        except BaseException as e:  # the connect timeout, as the writer sees it
+            failed.append(e)
+
+    t = threading.Thread(target=connect_slow, daemon=True)
+    t.start()
+    time.sleep(0.5)  # the slow connect is under way
+    t0 = time.monotonic()
+    writer._shared_connection(sqlite_url)
+    other_s = time.monotonic() - t0
+    t0 = time.monotonic()
+    writer._close_shared()
+    exit_s = time.monotonic() - t0
+    assert t.is_alive(), "the slow connect should still be waiting"
+    assert other_s < 1.0 and exit_s < 1.0, (other_s, exit_s)
+    t.join(15)
+    server.close()
+    assert failed and not t.is_alive()

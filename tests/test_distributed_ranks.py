@@ -63,7 +63,8 @@ def _check_run(url: str, run_id: str, host: str, world: int) -> None:
         assert procs[r]["energy_j"] == 0.0
         assert procs[r]["note"] == "measured by rank 0: the node's CPU and memory"
     assert obj["nodes"] == [
-        {"host": host, "ranks": list(range(world)), "energy_j": pytest.approx(obj["energy_j"])}
+        {"host": host, "ranks": list(range(world)), "energy_j": pytest.approx(obj["energy_j"]),
+         "node_energy_j": None}
     ]
     assert f"ranks ({world} of {world} joined)" in table
     assert f"rank {world - 1}@{host}" in table and "measured by rank 0" in table

@@ -55,13 +55,16 @@ def test_utilisation_shortens_the_in_use_life_and_counts_multiply() -> None:
 def test_a_device_without_a_row_is_left_out_and_named_never_guessed() -> None:
     emb = embodied_for_run(
         [
-            DeviceUse("gpu", "NVIDIA H100 80GB HBM3", 8, HOUR),  # no source gives the SXM board
+            DeviceUse("gpu", "NVIDIA H200", 8, HOUR),  # no source found for the H200
             DeviceUse("gpu", "NVIDIA H100 PCIe", 1, HOUR),
         ]
     )
-    assert emb.missing == ("gpu NVIDIA H100 80GB HBM3",)
+    assert emb.missing == ("gpu NVIDIA H200",)
     assert [s.row for s in emb.shares] == ["gpu:h100 pcie"]
-    assert "not counted (no table row): gpu NVIDIA H100 80GB HBM3" in emb.note()
+    assert (
+        "not counted (no embodied figure for this model; add one with [embodied.kg]): "
+        "gpu NVIDIA H200" in emb.note()
+    )
 
 
 def test_the_longest_match_wins_and_every_row_has_a_source() -> None:

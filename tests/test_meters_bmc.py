@@ -160,15 +160,17 @@ def test_redfish_credentials_rejected_and_masked(tmp_path, monkeypatch):
 
 
 def test_redfish_polled_energy_and_settings_from_the_environment(tmp_path, monkeypatch):
-    assert redfish_settings({}) is None  # nothing contacted by default
+    from greentrack.config import check_node
+
+    assert redfish_settings(check_node({}, {})) is None  # nothing contacted by default
     with RedfishServer(tmp_path, power_w=500.0, schema="EnvironmentMetrics") as bmc:
         env = {"GREENTRACK_REDFISH_URL": bmc.url, "GREENTRACK_REDFISH_USER": bmc.user,
                "GREENTRACK_REDFISH_PASSWORD": bmc.password, "GREENTRACK_REDFISH_VERIFY": "0",
                "GREENTRACK_REDFISH_CHASSIS": "1"}  # fmt: skip
-        s = redfish_settings(env)
+        s = redfish_settings(check_node({"poll_s": 0.1}, env))
         assert s is not None and s["verify"] is False and s["chassis"] == "1"
-        meter = RedfishMeter(s["url"], user=s["user"], password=s["password"],
-                             chassis=s["chassis"], poll_s=0.1)  # fmt: skip
+        assert s["poll_s"] == 0.1 and s["password"] == bmc.password
+        meter = RedfishMeter(**s)
         t0 = time.monotonic()
         meter.start(t0)
         time.sleep(0.5)
@@ -182,5 +184,5 @@ def test_redfish_polled_energy_and_settings_from_the_environment(tmp_path, monke
 
 def test_the_node_line_puts_components_beside_the_node():
     line = node_vs_components(3.6e6 * 1.25, 3.6e6 * 1.0)
-    assert line == "measured at the node: 1.25 kWh; components: 1 kWh (80% of the node)"
+    assert line == "measured at the node: 1.25 kWh; components: 1.00 kWh (80% of the node)"
     assert "of the node" not in node_vs_components(0.0, 5.0)

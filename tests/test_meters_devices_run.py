@@ -121,8 +121,12 @@ def test_bmc_meters_in_detect(sysfs, monkeypatch, tmp_path, no_nvml):
     FakeIpmitool(tmp_path, 412.0).install(monkeypatch)
     st = _detect()
     assert st["ipmi"]["available"] and "412 W" in st["ipmi"]["reason"]
-    assert "not recorded on runs yet" in st["ipmi"]["reason"]
+    # no /dev/ipmi0 on this machine: `auto` leaves it off runs, and says how to turn it on
+    assert 'set [node] meter = "ipmi"' in st["ipmi"]["reason"]
     assert not st["redfish"]["available"] and "GREENTRACK_REDFISH_URL" in st["redfish"]["reason"]
+    monkeypatch.setenv("GREENTRACK_NODE_METER", "ipmi")
+    st = _detect()
+    assert "runs record it beside the components, never added" in st["ipmi"]["reason"]
 
 
 def test_bench_tiny_with_a_simulated_amd_gpu(sysfs, monkeypatch, tmp_path, no_nvml):

@@ -111,7 +111,7 @@ def test_detect_on_a_bare_host(no_powercap, no_nvml):
     st = _statuses(load_config())
     assert list(st) == [
         "amdsmi", "hwmon", "apple", "nvml", "accel-estimate", "rapl", "rapl-dram",
-        "cpu-estimate", "ram-estimate", "ipmi", "redfish",
+        "cpu-estimate", "ram-estimate", "redfish", "ipmi",
     ]  # fmt: skip
     assert not st["nvml"].available and "NVML Shared Library Not Found" in st["nvml"].reason
     assert not st["rapl"].available and "no RAPL powercap interface" in st["rapl"].reason

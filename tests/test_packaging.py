@@ -115,13 +115,15 @@ def test_import_is_light() -> None:
 
 
 def test_a_tracked_run_on_the_default_path_loads_nothing_heavy(tmp_path) -> None:
-    """Start + stop with the offline (static) intensity: CO2e is accounted without numpy, and the
-    store is written without SQLAlchemy — the fixed cost a trivial tracked function pays."""
+    """Start + stop with the offline (static) intensity: CO2e is accounted without numpy, the
+    store is written without SQLAlchemy, and no BMC meter (ssl, urllib) loads where none is
+    configured — the fixed cost a trivial tracked function pays."""
     code = (
         "import sys, greentrack as gt; s = gt.track('t', region='ES').start().stop(); "
         "assert s.co2e_g is not None and s.co2e_g > 0, s; "
         "print([m for m in ('numpy', 'pandas', 'torch', 'sqlalchemy', 'alembic', 'codecarbon', "
-        "'psutil', 'pynvml') if m in sys.modules])"
+        "'psutil', 'pynvml', 'ssl', 'urllib.request', 'greentrack.meters.ipmi', "
+        "'greentrack.meters.redfish') if m in sys.modules])"
     )
     env = dict(
         os.environ, GREENTRACK_HOME=str(tmp_path), GREENTRACK_DB=f"sqlite:///{tmp_path}/r.db"
@@ -153,6 +155,17 @@ def test_integrations_cost_nothing_when_unused(tmp_path) -> None:
                           timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_wheel_ships_the_licences_of_its_code_and_data(wheel: Path) -> None:
+    """Apache-2.0 for the code; the data tables' own licences (AGPL-3.0 for Boavizta's CPU
+    specifications) beside them, named file by file."""
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        notes = z.read("greentrack/data/LICENSES.md").decode()
+        licence = next(n for n in names if n.endswith(".dist-info/licenses/LICENSE"))
+        assert "Apache License" in z.read(licence).decode()
+    assert "`cpu_specs.csv` | **AGPL-3.0**" in notes and "15878f0" in notes
 
 
 def test_wheel_ships_the_boamps_schemas_with_their_licence(wheel: Path) -> None:

@@ -90,7 +90,7 @@ def test_upgrade_from_0001_keeps_the_data_and_widens_metric_steps(store_url: str
     conn.close()
     with pytest.raises(SchemaOutdatedError, match="greentrack db upgrade"):
         StoreWriter(store_url).write(_cp("ef" * 16, 1, 5.0))
-    assert upgrade(store_url) == SCHEMA_REVISION == "0004"
+    assert upgrade(store_url) == SCHEMA_REVISION == "0005"
     conn = queries.open_store(store_url)
     try:
         kept = queries.get_run(conn, "01" * 16)

@@ -24,6 +24,7 @@ EXPECTED = {
     ("runs", "region"): limits.REGION_MAX,
     ("runs", "region_origin"): limits.REGION_ORIGIN_MAX,
     ("runs", "host"): limits.HOST_MAX,
+    ("runs", "co2e_basis"): limits.CO2E_BASIS_MAX,
     ("components", "host"): limits.HOST_MAX,
     ("components", "component"): limits.COMPONENT_MAX,
     ("components", "device"): limits.DEVICE_MAX,

@@ -37,6 +37,10 @@ class RunCarbon:
     provenance: dict[str, Any]
     series_json: dict[str, Any]
     device_co2e_g: dict[str, float] = field(default_factory=dict)
+    #: device -> its CO2e at the zone's static annual average (g); empty without one
+    device_co2e_g_annual: dict[str, float] = field(default_factory=dict)
+    #: whether ``co2e_g`` is of the node's energy (its BMC) rather than the components'
+    node_basis: bool = False
     phase_co2e_g: dict[str, float] = field(default_factory=dict)
     #: phase path -> CO2e of each occurrence, in the order of the spans given (g)
     phase_span_co2e_g: dict[str, list[float]] = field(default_factory=dict)
@@ -161,20 +165,56 @@ def account_run(
     t0_s: float,
     t1_s: float,
     pue: float,
+    node_basis: bool = False,
 ) -> RunCarbon:
     """Account a run.
 
     Args:
         ctx: the run's zone and source (:func:`prepare`).
-        series: device -> (wall times in epoch s, cumulative device energy in J).
-        phases: phase path -> [(t0_s, t1_s, device energy J)] occurrences.
+        series: device -> (wall times in epoch s, cumulative device energy in J); a node's
+            own figure (``node:bmc``) may be among them: it is accounted, never added to the
+            components.
+        phases: phase path -> [(t0_s, t1_s, energy J)] occurrences (of the basis below).
         t0_s, t1_s: the run's start and end, epoch seconds.
         pue: facility overhead multiplier.
+        node_basis: the run's CO2e is the node devices' (their whole-node energy × PUE);
+            False: the components' sum.
     """
     constant = ctx.source.constant(ctx.region)
     if constant is not None:
-        return _account_constant(ctx, constant, series, phases, t0_s, t1_s, pue)
+        result = _account_constant(ctx, constant, series, phases, t0_s, t1_s, pue)
+    else:
+        result = _account_series(ctx, series, phases, t0_s, t1_s, pue)
+    return _totals(result, series, pue, node_basis)
 
+
+def _totals(result: RunCarbon, series: DeviceSeries, pue: float, node_basis: bool) -> RunCarbon:
+    """Set the run's totals from its devices': the node's or the components' (never both)."""
+    from greentrack.meters.nodepower import is_node
+
+    counted = [d for d in result.device_co2e_g if is_node(d) == node_basis]
+    result.node_basis = node_basis
+    result.co2e_g = sum(result.device_co2e_g[d] for d in counted)
+    annual = _annual_g_per_j(result.region, pue, result.warnings)
+    if annual is not None:
+        result.device_co2e_g_annual = {
+            d: float(e[-1]) * annual for d, (_, e) in series.items() if len(e)
+        }
+        result.co2e_g_annual = sum(
+            g for d, g in result.device_co2e_g_annual.items() if is_node(d) == node_basis
+        )
+    return result
+
+
+def _account_series(
+    ctx: CarbonContext,
+    series: DeviceSeries,
+    phases: PhaseSpans,
+    t0_s: float,
+    t1_s: float,
+    pue: float,
+) -> RunCarbon:
+    """Account a run against an intensity that varies (a CSV, a live provider)."""
     import numpy as np
 
     from greentrack.carbon.accounting import account_samples, interval_co2e_g
@@ -221,8 +261,8 @@ def account_run(
     return RunCarbon(
         region=ctx.region,
         region_origin=ctx.region_origin,
-        co2e_g=sum(device_g.values()),
-        co2e_g_annual=_annual_g(ctx.region, series, pue, warnings),
+        co2e_g=0.0,  # set by _totals
+        co2e_g_annual=None,
         provenance=intensity.provenance.to_dict(),
         series_json={
             "start_s": float(window.start_s[0]),
@@ -285,8 +325,8 @@ def _account_constant(
     return RunCarbon(
         region=ctx.region,
         region_origin=ctx.region_origin,
-        co2e_g=sum(device_g.values()),
-        co2e_g_annual=_annual_g(ctx.region, series, pue, warnings),
+        co2e_g=0.0,  # set by _totals
+        co2e_g_annual=None,
         provenance=provenance.to_dict(),
         series_json={
             "start_s": float(t0_s),
@@ -300,20 +340,14 @@ def _account_constant(
     )
 
 
-def _annual_g(
-    zone: str,
-    series: DeviceSeries,
-    pue: float,
-    warnings: list[str],
-) -> float | None:
-    """The run's CO2e at the zone's static annual average (the figure reports show beside the
-    time-resolved one); None, with a warning, where there is none. Units: g."""
+def _annual_g_per_j(zone: str, pue: float, warnings: list[str]) -> float | None:
+    """g CO2e per device joule at the zone's static annual average, PUE included (the figure
+    reports show beside the time-resolved one); None, with a warning, where there is none."""
     from greentrack.carbon.static import static_annual
 
-    total_j = sum(float(e[-1]) for _, e in series.values() if len(e))
     try:
         annual_g_per_kwh, _ = static_annual(zone)
     except GreentrackError as e:
         warnings.append(f"no static annual figure for {zone}: {e}")
         return None
-    return total_j * pue / J_PER_KWH * annual_g_per_kwh
+    return pue / J_PER_KWH * annual_g_per_kwh

@@ -246,7 +246,8 @@ def whatif_run(
     try:
         run = queries.get_run(conn, run_id)
         rid = str(run["id"])
-        samples = queries.run_samples(conn, rid)
+        # what the run's CO2e is of: the node's series where a BMC measured it
+        samples = queries.run_samples(conn, rid, basis="co2e")
     finally:
         conn.close()
     src = get_source(source, config, csv=list(csv) if csv else None, **dict(csv_options or {}))

@@ -12,6 +12,7 @@ import click
 from greentrack.cli.app import db_option, echo_json, format_option, main, translate_errors
 from greentrack.cli.options import intensity_options
 from greentrack.config import INTERVAL_RANGE_S
+from greentrack.meters.nodepower import node_vs_components
 from greentrack.units import format_co2e, format_energy, format_sig
 
 
@@ -204,13 +205,20 @@ def _embodied_lines(o: dict[str, Any]) -> list[str]:
             f"(TE {d['te_kg_each']:g} kg each, {life}{share}; {d['source']}; {d['scope']})"
         )
     if emb.get("missing"):
-        out.append(f"    not counted (no table row): {', '.join(emb['missing'])}")
+        note = "not counted (no embodied figure for this model; add one with [embodied.kg])"
+        out.append(f"    {note}: {', '.join(emb['missing'])}")
     if o.get("total_co2e_g") is not None:
         out.append(
             f"  total {format_co2e(o['total_co2e_g'])} CO2e = operational "
             f"{format_co2e(o['co2e_g'])} + embodied {format_co2e(o['embodied_g'])}"
         )
     return out
+
+
+_CO2E_OF = {  # runs.co2e_basis -> what the CO2e line says it is of
+    "node": " of the node's energy",
+    "node+components": " of the nodes' energy where a BMC measured it, else the components'",
+}
 
 
 def render_run(o: dict[str, Any]) -> str:
@@ -238,6 +246,15 @@ def render_run(o: dict[str, Any]) -> str:
             out.append(f"      note: {c['note']}")
         elif c.get("method") == "estimated":
             out.append("      note: none stored (recorded before schema 0003)")
+    if o.get("node_energy_j") is not None:  # the node's BMC: beside the components
+        out.append(f"  {node_vs_components(o['node_energy_j'], o['energy_j'])}")
+        for c in o.get("node_power") or []:
+            where = f" rank {c['rank']}@{c['host']}" if o.get("world_size", 1) > 1 else ""
+            out.append(
+                f"    {c['device']:<22} {format_energy(c['energy_j']):>12}  [{c['method']}]{where}"
+            )
+            if c.get("note"):
+                out.append(f"      note: {c['note']}")
     if o.get("world_size", 1) > 1 and o.get("processes"):
         out.append(f"  ranks ({len(o['processes'])} of {o['world_size']} joined):")
         for p in o["processes"]:
@@ -253,8 +270,9 @@ def render_run(o: dict[str, Any]) -> str:
             out.append(f"    {n['host']:<22} {format_energy(n['energy_j']):>12}  ranks {ranks}")
     if o.get("co2e_g") is not None:
         src = o.get("intensity_source") or {}
+        of = _CO2E_OF.get(o.get("co2e_basis") or "", "")
         out.append(
-            f"  CO2e {format_co2e(o['co2e_g'])}  (region {o['region']}; {src.get('name')} "
+            f"  CO2e{of} {format_co2e(o['co2e_g'])}  (region {o['region']}; {src.get('name')} "
             f"{src.get('zone')} {src.get('kind')} {src.get('period')}"
             + (f"; {src['detail']}" if src.get("detail") else "")
             + ")"

@@ -10,7 +10,7 @@ from typing import Any
 
 from greentrack.errors import GreentrackError
 
-__all__ = ["CallbackRun", "scalars"]
+__all__ = ["CallbackRun", "FrameworkCallback", "scalars"]
 
 
 def scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -107,3 +107,20 @@ class CallbackRun:
     def progress(self, step: float, total: float | None) -> None:
         if self.active and total and math.isfinite(total) and total > 0:
             self.run.progress(step, total)
+
+
+class FrameworkCallback:
+    """What the framework callbacks show the user: the constructor ``(name=None, *, run=None,
+    **track_kwargs)`` and :attr:`run`; their hooks report through :attr:`gt`, a
+    :class:`CallbackRun`. Listed before the framework's base class (``class
+    GreentrackCallback(FrameworkCallback, TrainerCallback)``), whose ``__init__`` it calls.
+    """
+
+    def __init__(self, name: str | None = None, *, run: Any = None, **track_kwargs: Any) -> None:
+        super().__init__()
+        self.gt = CallbackRun(name, run, track_kwargs)
+
+    @property
+    def run(self) -> Any:
+        """The run being measured (None until a hook starts one, unless given as ``run=``)."""
+        return self.gt.run

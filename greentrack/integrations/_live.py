@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from greentrack.meters.nodepower import split_node
 from greentrack.units import J_PER_KWH
 
 __all__ = ["DeviceFigure", "FigureTracker", "LiveFigures", "metric_key", "metric_values"]
@@ -46,6 +47,8 @@ class LiveFigures:
 
     Units: ``duration_s`` seconds since the start, ``energy_j`` joules (device energy, PUE not
     applied), ``co2e_g`` grams CO2e (PUE applied), ``g_per_kwh`` grams per kWh.
+    ``devices`` may include the node's own figure (``node:bmc``, from its BMC):
+    ``node_energy_j`` is its sum, beside ``energy_j`` (the components), never in it.
     """
 
     run_id: str
@@ -59,6 +62,7 @@ class LiveFigures:
     co2e_basis: str | None  # "live" (energy × PUE × intensity at the start) or "accounted"
     g_per_kwh: float | None
     final: bool
+    node_energy_j: float | None = None
 
     @property
     def energy_kwh(self) -> float:
@@ -154,14 +158,14 @@ class FigureTracker:
         elif readings:  # the readings' own time (the checkpoint's may be made a little earlier)
             t_s = max(0.0, max(last[0] for _, last in readings.values()) - t0)
         devices = self._devices(run, rows, t0 + t_s, readings)
-        energy_j = sum(d.energy_j for d in devices)
+        energy_j, node_j = split_node({d.device: d.energy_j for d in devices})
         pue = _finite(getattr(run, "pue", 1.0)) or 1.0
         g = live_intensity(run)
         final_co2e = _finite(fields.get("co2e_g")) if isinstance(fields, Mapping) else None
         if final_co2e is not None:
             co2e, basis = final_co2e, "accounted"
-        elif g is not None:
-            co2e, basis = energy_j * pue / J_PER_KWH * g, "live"
+        elif g is not None:  # of the node's energy where its BMC measures it, as at stop
+            co2e, basis = (energy_j if node_j is None else node_j) * pue / J_PER_KWH * g, "live"
         else:
             co2e, basis = None, None
         return LiveFigures(
@@ -176,6 +180,7 @@ class FigureTracker:
             co2e_basis=basis,
             g_per_kwh=g,
             final=False,
+            node_energy_j=node_j,
         )
 
     def from_summary(self, run: Any, summary: Any) -> LiveFigures:
@@ -188,23 +193,28 @@ class FigureTracker:
                 str(_field(c, "method") or ""),
                 _finite(_field(c, "energy_j")) or 0.0,
             )
-            for c in (_field(summary, "components", None) or [])
+            for c in [
+                *(_field(summary, "components", None) or []),
+                *(_field(summary, "node") or []),
+            ]
         ]
         t0 = _finite(getattr(run, "t0_wall", None)) or 0.0
         devices = self._devices(run, rows, t0 + t_s, {})
+        energy_j, node_j = split_node({d.device: d.energy_j for d in devices})
         co2e = _finite(_field(summary, "co2e_g"))
         return LiveFigures(
             run_id=str(_field(summary, "id") or getattr(run, "id", "")),
             project=str(_field(summary, "project") or getattr(run, "project", "")),
             name=str(_field(summary, "name") or getattr(run, "name", "")),
             duration_s=t_s,
-            energy_j=sum(d.energy_j for d in devices),
+            energy_j=energy_j,
             pue=_finite(_field(summary, "pue")) or 1.0,
             devices=tuple(devices),
             co2e_g=co2e,
             co2e_basis="accounted" if co2e is not None else None,
             g_per_kwh=live_intensity(run),
             final=True,
+            node_energy_j=node_j,
         )
 
 

@@ -6,6 +6,9 @@ figures, made in microseconds) to a :class:`Worker`: one daemon thread per run a
 a bounded queue (when the other side is slow or down, the oldest pending tasks are dropped, with
 one warning; the final task is always kept), every failure a warning on the run (once per kind
 of error), and :meth:`Worker.close` waits at most a deadline at stop.
+
+:class:`WorkerListener` is the run listener built on it: it turns each checkpoint (and the stop)
+into figures (:mod:`._live`), asks its integration for the task that sends them, and submits it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Worker"]
+from greentrack.integrations._live import FigureTracker, LiveFigures
+
+__all__ = ["Worker", "WorkerListener"]
 
 
 class Worker:
@@ -105,3 +110,47 @@ class Worker:
             )
             return False
         return True
+
+
+class WorkerListener:
+    """A run listener whose every call to the other side goes through one :class:`Worker`.
+
+    On the checkpoint thread it only makes the figures and the task that sends them
+    (:meth:`checkpoint_task`, :meth:`stop_task`, which a subclass defines); the task runs on the
+    worker. The final checkpoint is skipped: :meth:`on_stop` sends the final figures, then waits
+    at most :attr:`stop_deadline_s` for the worker.
+
+    Class attributes: ``name`` (``mlflow``: the worker's thread name and the warnings' source)
+    and ``stop_deadline_s`` (seconds).
+    """
+
+    name = "integration"
+    stop_deadline_s = 10.0
+
+    def __init__(self) -> None:
+        self._figures = FigureTracker()
+        self._worker: Worker | None = None
+
+    def checkpoint_task(self, run: Any, figures: LiveFigures) -> Callable[[], Any]:
+        """The task that sends one checkpoint's figures (made on the checkpoint thread)."""
+        raise NotImplementedError
+
+    def stop_task(self, run: Any, summary: Any, figures: LiveFigures) -> Callable[[], Any]:
+        """The task that sends the final figures (made at stop)."""
+        raise NotImplementedError
+
+    def _submit(self, run: Any, task: Callable[[], Any]) -> None:
+        if self._worker is None:
+            self._worker = Worker(self.name, lambda m: run.warn(m, source=self.name))
+        self._worker.submit(task)
+
+    def on_checkpoint(self, run: Any, checkpoint: Any) -> None:
+        fields = getattr(checkpoint, "run", None) or {}
+        if fields.get("ended_at") is not None:
+            return  # the final checkpoint: on_stop sends the final figures
+        self._submit(run, self.checkpoint_task(run, self._figures.from_checkpoint(run, checkpoint)))
+
+    def on_stop(self, run: Any, summary: Any) -> None:
+        self._submit(run, self.stop_task(run, summary, self._figures.from_summary(run, summary)))
+        assert self._worker is not None
+        self._worker.close(self.stop_deadline_s)

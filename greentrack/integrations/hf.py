@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from greentrack.integrations._common import CallbackRun
+from greentrack.integrations._common import FrameworkCallback
 
 __all__ = ["GreentrackCallback"]
 
@@ -51,7 +51,7 @@ def _params(args: Any, state: Any) -> dict[str, Any]:
     return {k: getattr(v, "value", v) for k, v in params.items()}  # enums as their value
 
 
-class GreentrackCallback(_Base):  # type: ignore[misc, valid-type]
+class GreentrackCallback(FrameworkCallback, _Base):  # type: ignore[misc, valid-type]
     """Measure a ``transformers.Trainer`` run (see the module docstring).
 
     Args:
@@ -60,15 +60,6 @@ class GreentrackCallback(_Base):  # type: ignore[misc, valid-type]
         **track_kwargs: arguments of :func:`greentrack.track` (``project``, ``tags``, ``db``,
             ``region``, ``interval_s``, ...).
     """
-
-    def __init__(self, name: str | None = None, *, run: Any = None, **track_kwargs: Any) -> None:
-        super().__init__()
-        self.gt = CallbackRun(name, run, track_kwargs)
-
-    @property
-    def run(self) -> Any:
-        """The run being measured (None before training starts)."""
-        return self.gt.run
 
     def _evaluating(self, control: Any) -> None:
         if getattr(control, "should_evaluate", False):

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from greentrack.integrations._common import CallbackRun
+from greentrack.integrations._common import FrameworkCallback
 
 __all__ = ["GreentrackCallback"]
 
@@ -55,7 +55,7 @@ def _params(trainer: Any, module: Any) -> dict[str, Any]:
     return params
 
 
-class GreentrackCallback(_Base):  # type: ignore[misc, valid-type]
+class GreentrackCallback(FrameworkCallback, _Base):  # type: ignore[misc, valid-type]
     """Measure a Lightning ``Trainer`` run (see the module docstring).
 
     Args:
@@ -64,15 +64,6 @@ class GreentrackCallback(_Base):  # type: ignore[misc, valid-type]
         **track_kwargs: arguments of :func:`greentrack.track` (``project``, ``tags``, ``db``,
             ``region``, ``interval_s``, ...).
     """
-
-    def __init__(self, name: str | None = None, *, run: Any = None, **track_kwargs: Any) -> None:
-        super().__init__()
-        self.gt = CallbackRun(name, run, track_kwargs)
-
-    @property
-    def run(self) -> Any:
-        """The run being measured (None before the first hook)."""
-        return self.gt.run
 
     def _begin(self, stage: str, trainer: Any, module: Any) -> None:
         self.gt.ensure(stage, type(module).__name__, _params(trainer, module))

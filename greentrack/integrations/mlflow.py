@@ -28,13 +28,13 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from greentrack.errors import ConfigError
-from greentrack.integrations._live import FigureTracker, metric_values
-from greentrack.integrations._worker import Worker
+from greentrack.integrations._live import LiveFigures, metric_values
+from greentrack.integrations._worker import WorkerListener
 
 __all__ = ["STOP_DEADLINE_S", "MlflowListener", "listener"]
 
@@ -42,14 +42,17 @@ STOP_DEADLINE_S = 10.0
 """Longest wait at stop for MLflow to take the last metrics, params and artifacts. Units: s."""
 
 
-class MlflowListener:
-    """Logs one greentrack run into one MLflow run (a run listener).
+class MlflowListener(WorkerListener):
+    """Logs one greentrack run into one MLflow run (a run listener; calls on a worker thread).
 
     Args:
         mlflow_run_id: the MLflow run to log into (None: create one at the first checkpoint).
         tracking_uri: the tracking server or store (default: MLflow's current one).
         experiment_id: where a created run goes (default: MLflow's current experiment).
     """
+
+    name = "mlflow"
+    stop_deadline_s = STOP_DEADLINE_S
 
     def __init__(
         self,
@@ -58,13 +61,12 @@ class MlflowListener:
         tracking_uri: str | None = None,
         experiment_id: str | None = None,
     ) -> None:
+        super().__init__()
         self.mlflow_run_id = mlflow_run_id
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.created = False
-        self._figures = FigureTracker()
         self._client: Any = None
-        self._worker: Worker | None = None
 
     # -- on the worker thread --------------------------------------------------------------------
     def _ensure(self, run: Any) -> tuple[Any, str]:
@@ -121,26 +123,15 @@ class MlflowListener:
             status = {"finished": "FINISHED", "interrupted": "KILLED"}.get(summary.status, "FAILED")
             client.set_terminated(run_id, status)
 
-    # -- the listener ------------------------------------------------------------------------------
-    def _submit(self, run: Any, task: Any) -> None:
-        if self._worker is None:
-            self._worker = Worker("mlflow", lambda m: run.warn(m, source="mlflow"))
-        self._worker.submit(task)
+    # -- the listener (on the checkpoint thread): the tasks --------------------------------------
+    def checkpoint_task(self, run: Any, figures: LiveFigures) -> Callable[[], None]:
+        values, step = metric_values(figures), int(figures.duration_s * 1000)
+        t_ms = int(time.time() * 1000)
+        return lambda: self._log(run, values, step, t_ms)
 
-    def on_checkpoint(self, run: Any, checkpoint: Any) -> None:
-        fields = getattr(checkpoint, "run", None) or {}
-        if fields.get("ended_at") is not None:
-            return  # the final checkpoint: on_stop logs the final figures
-        f = self._figures.from_checkpoint(run, checkpoint)
-        values, step, t_ms = metric_values(f), int(f.duration_s * 1000), int(time.time() * 1000)
-        self._submit(run, lambda: self._log(run, values, step, t_ms))
-
-    def on_stop(self, run: Any, summary: Any) -> None:
-        f = self._figures.from_summary(run, summary)
-        values, step = metric_values(f), int(f.duration_s * 1000)
-        self._submit(run, lambda: self._final(run, summary, values, step))
-        assert self._worker is not None
-        self._worker.close(STOP_DEADLINE_S)
+    def stop_task(self, run: Any, summary: Any, figures: LiveFigures) -> Callable[[], None]:
+        values, step = metric_values(figures), int(figures.duration_s * 1000)
+        return lambda: self._final(run, summary, values, step)
 
 
 def _stored(run: Any, run_id: str, deadline: float) -> bool:

@@ -253,7 +253,7 @@ class StoreCollector:
         out = []
         for o in objs:
             duration = o.get("duration_s") or 0.0
-            comps = o.get("components", [])
+            comps = [*o.get("components", []), *o.get("node_power", [])]  # the node: its own
             seen = [c["device"] for c in comps]
             devices = [
                 DeviceFigure(
@@ -272,13 +272,14 @@ class StoreCollector:
                 project=o.get("project") or "",
                 name=o.get("name") or "",
                 duration_s=duration,
-                energy_j=sum(d.energy_j for d in devices),
+                energy_j=float(o.get("energy_j") or 0.0),  # the components' (the node beside)
                 pue=o.get("pue") or 1.0,
                 devices=tuple(devices),
                 co2e_g=co2e,
                 co2e_basis="accounted" if co2e is not None else None,
                 g_per_kwh=None,
                 final=o.get("status") != "running",
+                node_energy_j=o.get("node_energy_j"),
             )
             out.append((figures, o.get("status") == "running"))
         return out

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from greentrack.errors import ConfigError
-from greentrack.integrations._live import FigureTracker, metric_values
-from greentrack.integrations._worker import Worker
+from greentrack.integrations._live import LiveFigures, metric_values
+from greentrack.integrations._worker import WorkerListener
 
 __all__ = ["STOP_DEADLINE_S", "TensorBoardListener", "listener"]
 
@@ -54,8 +54,8 @@ class _EventFile:
         self._writer.close()
 
 
-class TensorBoardListener:
-    """Writes one run's figures as TensorBoard scalars (a run listener).
+class TensorBoardListener(WorkerListener):
+    """Writes one run's figures as TensorBoard scalars (a run listener; writes on a worker thread).
 
     Args:
         writer: an object with ``add_scalar(tag, value, global_step, walltime)`` (a
@@ -63,13 +63,16 @@ class TensorBoardListener:
         logdir: a log directory greentrack writes its own event file into.
     """
 
+    name = "tensorboard"
+    stop_deadline_s = STOP_DEADLINE_S
+
     def __init__(self, writer: Any = None, logdir: str | None = None) -> None:
+        super().__init__()
         self._given = writer
         self._logdir = logdir
         self._writer: Any = writer
-        self._figures = FigureTracker()
-        self._worker: Worker | None = None
 
+    # -- on the worker thread --------------------------------------------------------------------
     def _write(self, values: dict[str, float], step: int, wall: float) -> None:
         if self._writer is None:
             assert self._logdir is not None
@@ -84,25 +87,14 @@ class TensorBoardListener:
         elif hasattr(self._writer, "flush"):
             self._writer.flush()
 
-    def _submit(self, run: Any, task: Any) -> None:
-        if self._worker is None:
-            self._worker = Worker("tensorboard", lambda m: run.warn(m, source="tensorboard"))
-        self._worker.submit(task)
+    # -- the listener (on the checkpoint thread): the tasks --------------------------------------
+    def checkpoint_task(self, run: Any, figures: LiveFigures) -> Callable[[], None]:
+        values, step, wall = metric_values(figures), int(figures.duration_s * 1000), time.time()
+        return lambda: self._write(values, step, wall)
 
-    def on_checkpoint(self, run: Any, checkpoint: Any) -> None:
-        fields = getattr(checkpoint, "run", None) or {}
-        if fields.get("ended_at") is not None:
-            return  # the final checkpoint: on_stop writes the final figures
-        f = self._figures.from_checkpoint(run, checkpoint)
-        values, step, wall = metric_values(f), int(f.duration_s * 1000), time.time()
-        self._submit(run, lambda: self._write(values, step, wall))
-
-    def on_stop(self, run: Any, summary: Any) -> None:
-        f = self._figures.from_summary(run, summary)
-        values, step, wall = metric_values(f), int(f.duration_s * 1000), time.time()
-        self._submit(run, lambda: self._finish(values, step, wall))
-        assert self._worker is not None
-        self._worker.close(STOP_DEADLINE_S)
+    def stop_task(self, run: Any, summary: Any, figures: LiveFigures) -> Callable[[], None]:
+        values, step, wall = metric_values(figures), int(figures.duration_s * 1000), time.time()
+        return lambda: self._finish(values, step, wall)
 
 
 def listener(run: Any, options: Mapping[str, Any]) -> TensorBoardListener | None:

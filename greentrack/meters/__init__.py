@@ -51,7 +51,7 @@ __all__ = [
 
 
 def open_meters(
-    config: Config, *, gpu: bool = True, cpu: bool = True, ram: bool = True
+    config: Config, *, gpu: bool = True, cpu: bool = True, ram: bool = True, node: bool = True
 ) -> list[Meter]:
     """The meters present on this host for the requested components (not started).
 
@@ -60,6 +60,8 @@ def open_meters(
         gpu: measure NVIDIA GPUs (those in ``CUDA_VISIBLE_DEVICES``) if NVML works.
         cpu: measure the CPU: RAPL packages, else the TDP × load estimate.
         ram: measure memory: the RAPL DRAM domain, else the 0.375 W/GiB estimate.
+        node: read the whole node's power from its BMC (IPMI DCMI or Redfish) where one is
+            configured or present; shown beside the components, never added to them.
 
     Returns:
         Meters in the order of :data:`~greentrack.meters.registry.METERS` (RAPL, CPU
@@ -68,7 +70,9 @@ def open_meters(
         where an NVIDIA driver is present (library/driver mismatch, ...) gives a device-less
         ``nvml`` meter whose warning is the error and its fix.
     """
-    wanted = frozenset(c for c, on in (("gpu", gpu), ("cpu", cpu), ("ram", ram)) if on)
+    wanted = frozenset(
+        c for c, on in (("gpu", gpu), ("cpu", cpu), ("ram", ram), ("node", node)) if on
+    )
     ctx = registry.OpenContext(config, wanted)
     meters: list[Meter] = []
     for entry in registry.METERS:

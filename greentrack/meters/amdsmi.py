@@ -26,7 +26,9 @@ first visible die, and the run says which dies share it (:meth:`AmdSmiMeter.note
 warning). The first read where they differ shows two
 counters, and the later die is reported from then on with all its energy since start (nothing
 lost, nothing doubled). A die whose twin is not visible to this process is still measured: its
-note says the figure is the whole package.
+note says the figure is the whole package. In a distributed run the two dies may land on two
+ranks: :func:`placement_view` pairs them host-wide and only one rank counts the package
+(:mod:`greentrack.distributed`).
 
 **Visible GPUs.** ``ROCR_VISIBLE_DEVICES`` selects among all GPUs (indices or UUIDs
 ``GPU-<hex>``); ``HIP_VISIBLE_DEVICES`` (or, when it is unset, ``CUDA_VISIBLE_DEVICES``, which
@@ -73,7 +75,7 @@ from greentrack.meters.base import (
 if TYPE_CHECKING:
     from greentrack.meters.registry import DetectContext, OpenContext
 
-__all__ = ["AmdSmiMeter", "detect_meter", "driver_present", "open_meter"]
+__all__ = ["AmdSmiMeter", "detect_meter", "driver_present", "open_meter", "placement_view"]
 
 SHARED_DECIDE_J = 10.0
 """A shared counter is confirmed once it has moved this much with both dies equal. Units: J."""
@@ -237,7 +239,8 @@ class AmdSmiMeter(Meter):
 
     Creating the meter initialises amdsmi (released by :meth:`close`) and picks each GPU's
     method. Args: ``env``: where ``ROCR_/HIP_/CUDA_VISIBLE_DEVICES`` are read (default
-    ``os.environ``).
+    ``os.environ``); ``only``: the amdsmi indices to measure instead (a distributed rank's
+    share, :func:`greentrack.distributed.place`).
 
     Raises:
         MeterError: amdsmi cannot be imported, initialised or enumerated (message has the fix).
@@ -245,7 +248,9 @@ class AmdSmiMeter(Meter):
 
     name = "amdsmi"
 
-    def __init__(self, *, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, *, env: Mapping[str, str] | None = None, only: Sequence[int] | None = None
+    ) -> None:
         super().__init__()
         env = os.environ if env is None else env
         self._lock = threading.Lock()
@@ -258,8 +263,10 @@ class AmdSmiMeter(Meter):
         self._closed = False
         try:
             handles = list(_call("amdsmi_get_processor_handles"))
-            infos = [_info(i, h) for i, h in enumerate(handles)]
+            self._infos = infos = [_info(i, h) for i, h in enumerate(handles)]
             visible, problems = visible_amd_indices(env, infos)
+            if only is not None:
+                visible, problems = [i for i in dict.fromkeys(only) if 0 <= i < len(infos)], []
             for p in problems:
                 self.warn(p)
             probed = {i: self._probe(infos[i], handles[i]) for i in range(len(infos))}
@@ -496,6 +503,26 @@ class AmdSmiMeter(Meter):
         self._closed = True
         with contextlib.suppress(MeterError):
             _call("amdsmi_shut_down")
+
+
+def placement_view(
+    env: Mapping[str, str],
+) -> tuple[list[AmdGpuInfo], list[int], dict[int, int], list[str]]:
+    """What a distributed placement needs (:mod:`greentrack.meters.gpu_placement`): every AMD
+    GPU of the host (by amdsmi index), those this process sees (HIP order), ``{die: first die}``
+    for each die reporting an earlier die's package counter (the test :class:`AmdSmiMeter`
+    pairs dies with, decided once, here), and the visible-device problems.
+
+    Raises:
+        MeterError: amdsmi cannot be imported, initialised or enumerated.
+    """
+    meter = AmdSmiMeter(env={})  # every GPU of the host, paired as one process pairs them
+    try:
+        twins = {g.info.index: g.twin_of.info.index for g in meter._gpus if g.twin_of}
+        visible, problems = visible_amd_indices(env, meter._infos)
+        return meter._infos, visible, twins, problems
+    finally:
+        meter.close()
 
 
 def open_meter(ctx: OpenContext) -> Meter | None:

@@ -44,8 +44,8 @@ from __future__ import annotations
 
 import itertools
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from greentrack.meters.cpu_spec import CpuSpec, lookup_cpu_spec
 from greentrack.meters.proctree import procfs_root
@@ -86,8 +86,7 @@ def load_factor(load: float) -> float:
 
 
 # -- procfs ------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class CpuTopology:
+class CpuTopology(NamedTuple):
     """What ``<procfs>/cpuinfo`` says about the CPUs this machine sees.
 
     Attributes:
@@ -146,8 +145,7 @@ def read_cpuinfo(procfs: str | os.PathLike[str] | None = None) -> CpuTopology:
 
 
 # -- the model ---------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class CpuPowerModel:
+class CpuPowerModel(NamedTuple):
     """The modelled CPU of this machine: ``power_w(load) = tdp_w × load_factor(load)``.
 
     Attributes:

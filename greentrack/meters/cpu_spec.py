@@ -15,14 +15,13 @@ what this machine sees is :mod:`greentrack.meters.cpu_model`.
 
 from __future__ import annotations
 
-import csv
 import functools
 import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 __all__ = [
     "CpuSpec",
@@ -56,6 +55,8 @@ def cpu_specs_path() -> Path:
 @functools.lru_cache(maxsize=4)
 def load_tdp_table(path: Path) -> dict[str, float]:
     """CPU model name -> TDP (W) from a ``Name,TDP`` CSV. Rows that do not parse are skipped."""
+    import csv  # (the tables are read only when the cache in GREENTRACK_HOME has no answer)
+
     table: dict[str, float] = {}
     with open(path, encoding="utf-8", newline="") as f:
         rows = csv.reader(f)
@@ -77,6 +78,8 @@ def load_tdp_table(path: Path) -> dict[str, float]:
 @functools.lru_cache(maxsize=4)
 def load_thread_table(path: Path) -> dict[str, tuple[int, float | None]]:
     """CPU model name -> ``(threads per package, TDP in W or None)`` from ``cpu_specs.csv``."""
+    import csv
+
     table: dict[str, tuple[int, float | None]] = {}
     with open(path, encoding="utf-8", newline="") as f:
         for row in csv.DictReader(line for line in f if not line.startswith("#")):
@@ -101,11 +104,13 @@ _NOISE = [
 ]
 
 
-_NOISE_RE = re.compile("|".join(f"(?:{p})" for p in _NOISE))
+@functools.cache
+def _noise_re() -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{p})" for p in _NOISE))
 
 
 def _normalise(name: str) -> str:
-    return " ".join(_NOISE_RE.sub(" ", name.lower()).split())
+    return " ".join(_noise_re().sub(" ", name.lower()).split())
 
 
 def _match_name(model: str, table: Mapping[str, object]) -> str | None:
@@ -141,8 +146,7 @@ def _match_name(model: str, table: Mapping[str, object]) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class TdpMatch:
+class TdpMatch(NamedTuple):
     """The TDP found for a CPU model in CodeCarbon's table.
 
     Attributes:
@@ -167,8 +171,7 @@ def match_tdp(model: str, table: Mapping[str, float]) -> TdpMatch:
     return TdpMatch(model, table[hit], hit, f"codecarbon cpu_power.csv: {hit}")
 
 
-@dataclass(frozen=True, slots=True)
-class CpuSpec:
+class CpuSpec(NamedTuple):
     """What the tables say about one CPU model (one package).
 
     Attributes:

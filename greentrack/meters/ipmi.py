@@ -35,11 +35,11 @@ import subprocess
 from typing import TYPE_CHECKING
 
 from greentrack.errors import MeterError, MeterPermissionError
-from greentrack.meters.base import Meter, MeterStatus
-from greentrack.meters.nodepower import NodePowerMeter
+from greentrack.meters.base import MeterStatus
+from greentrack.meters.nodepower import IPMI_DEVICES, NodePowerMeter
 
 if TYPE_CHECKING:
-    from greentrack.meters.registry import DetectContext, OpenContext
+    from greentrack.meters.registry import DetectContext
 
 __all__ = ["TIMEOUT_S", "IpmiMeter", "ipmitool_command", "parse_dcmi_power"]
 
@@ -132,49 +132,54 @@ class IpmiMeter(NodePowerMeter):
         exe: the ipmitool executable (default :func:`ipmitool_command`).
         poll_s: seconds between readings.
         timeout_s: longest wait for one reading.
+        probe: take a first reading now (``first_w``, W; ``greentrack detect``); False for a
+            run: the polling thread takes it (``deferred``), the user's code never waits.
 
     Raises:
-        MeterError: the first reading fails (message has the fix).
+        MeterError: the probe fails (message has the fix).
     """
 
     name = "ipmi"
     model = "BMC via IPMI DCMI"
 
     def __init__(
-        self, *, exe: str | None = None, poll_s: float = 1.0, timeout_s: float = TIMEOUT_S
+        self,
+        *,
+        exe: str | None = None,
+        poll_s: float = 1.0,
+        timeout_s: float = TIMEOUT_S,
+        probe: bool = True,
     ) -> None:
-        super().__init__(poll_s=poll_s)
+        super().__init__(poll_s=poll_s, deferred=not probe)
         self.exe = exe or ipmitool_command()
         self.timeout_s = timeout_s
-        self.first_w = self.poll_w()
+        self.first_w = self.poll_w() if probe else None
 
     def poll_w(self) -> float:
         return read_ipmi_power_w(self.exe, self.timeout_s)
 
 
-NOT_IN_RUNS = (
-    "node power is not recorded on runs yet (it must be shown beside the components, not "
-    "added to them: the tracker's side is still to do)"
-)
-
-
-def open_meter(ctx: OpenContext) -> Meter | None:
-    """None: runs do not record node power yet (see :data:`NOT_IN_RUNS`); ``detect`` says
-    whether the BMC answers."""
-    return None
-
-
 def detect_meter(ctx: DetectContext) -> list[MeterStatus]:
     """``ipmi``: whether ``ipmitool dcmi power reading`` answers here, with the node's power."""
+    node = ctx.config.node
+    if node["meter"] == "off":
+        return [MeterStatus("ipmi", False, "node power is off ([node] meter = off)")]
     try:
-        power_w = read_ipmi_power_w()
+        power_w = read_ipmi_power_w(node["ipmitool"], node["timeout_s"])
     except MeterError as e:
         return [MeterStatus("ipmi", False, f"node power over IPMI DCMI not available: {e}")]
+    used = ctx.measured_by("node")
+    if used:
+        where = f"not used: {used} reads the node"
+    elif node["meter"] == "auto" and not any(os.path.exists(d) for d in IPMI_DEVICES):
+        where = 'not used by runs: no /dev/ipmi0 here (set [node] meter = "ipmi" to use it)'
+    else:
+        where = "runs record it beside the components, never added to them"
     return [
         MeterStatus(
             "ipmi",
             True,
-            f"node:bmc {power_w:g} W now (ipmitool dcmi power reading); {NOT_IN_RUNS}",
+            f"node:bmc {power_w:g} W now (ipmitool dcmi power reading); {where}",
             ["node:bmc"],
             "sampled",
         )

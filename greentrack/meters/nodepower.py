@@ -15,42 +15,69 @@ poll (≤ ``poll_s`` plus the BMC's latency). Device ``node:bmc``, component ``n
 includes fans, PSU losses, disks and everything else, and overlaps every component meter, so
 it is shown *beside* the components, never added to them.
 
-A poll that fails is retried at the next tick; after :data:`FAILS_BEFORE_LOST` failures in a
-row the node power is held at 0 W from the last good reading on, with a warning (energy so far
-kept).
+On a run the BMC is never waited for: :meth:`start` returns at once and the polling thread takes
+the first reading (``deferred``); that reading stands for the moments before it too (its power
+is held back to the start), which the meter's note says with the delay. A poll that fails is
+retried at the next tick; after :data:`FAILS_BEFORE_LOST` failures in a row the node power is
+held at 0 W from the last good reading on, with a warning (energy so far kept), and the node
+figure is no longer :attr:`NodePowerMeter.complete`: the run's CO2e then comes from the
+components (:mod:`greentrack.budget`).
+
+Which figures count in a run's total is one rule, :func:`is_node`: a ``node:`` device is beside
+the total, everything else is in it.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from greentrack.errors import MeterError
 from greentrack.meters.base import DeviceReading, Meter
-from greentrack.units import J_PER_KWH
+from greentrack.sigmask import block_signals
+from greentrack.units import J_PER_KWH, format_sig
 
 __all__ = [
     "FAILS_BEFORE_LOST",
+    "IPMI_DEVICES",
     "NODE_COMPONENT",
     "NODE_DEVICE",
     "NodePowerMeter",
+    "is_node",
     "node_vs_components",
+    "split_node",
 ]
 
 NODE_COMPONENT = "node"
 NODE_DEVICE = "node:bmc"
 FAILS_BEFORE_LOST = 3
+#: Where ipmitool looks for the kernel's IPMI device (``auto`` opens the meter only if one exists).
+IPMI_DEVICES = ("/dev/ipmi0", "/dev/ipmi/0", "/dev/ipmidev/0")
+
+
+def is_node(device_or_component: str) -> bool:
+    """Whether a device id (``node:bmc``) or component name (``node``) is whole-node power:
+    shown beside a run's total, never added to it."""
+    return device_or_component == NODE_COMPONENT or device_or_component.startswith("node:")
+
+
+def split_node(per_device: Mapping[str, float]) -> tuple[float, float | None]:
+    """``(energy of the components, energy at the node or None)`` of ``{device: J}``. Units: J."""
+    components_j = sum(v for d, v in per_device.items() if not is_node(d))
+    node = [v for d, v in per_device.items() if is_node(d)]
+    return components_j, (sum(node) if node else None)
 
 
 def node_vs_components(node_j: float, components_j: float) -> str:
-    """The line a run shows when it has node power: ``measured at the node: 1.234 kWh;
-    components: 0.987 kWh (80 % of the node)``. Inputs in joules; the node figure is beside the
-    components, never added to them. A share over 100 % (components above the wall: a BMC
-    that reports something narrower, or estimates that overshoot) is printed as it is."""
-    node_kwh, comp_kwh = node_j / J_PER_KWH, components_j / J_PER_KWH
+    """The line a run shows when it has node power: ``measured at the node: 1.23 kWh;
+    components: 0.987 kWh (80% of the node)`` (three significant digits). Inputs in joules;
+    the node figure is beside the components, never added to them. A share over 100 %
+    (components above the wall: a BMC that reports something narrower, or estimates that
+    overshoot) is printed as it is."""
+    node_kwh, comp_kwh = format_sig(node_j / J_PER_KWH), format_sig(components_j / J_PER_KWH)
     share = f" ({components_j / node_j:.0%} of the node)" if node_j > 0 else ""
-    return f"measured at the node: {node_kwh:.4g} kWh; components: {comp_kwh:.4g} kWh{share}"
+    return f"measured at the node: {node_kwh} kWh; components: {comp_kwh} kWh{share}"
 
 
 class NodePowerMeter(Meter):
@@ -58,15 +85,21 @@ class NodePowerMeter(Meter):
 
     Args:
         poll_s: seconds between polls (BMCs refresh about once a second).
+        deferred: the first reading is the polling thread's, not :meth:`start`'s (runs: the
+            user's code never waits for the BMC).
     """
 
     name = "node"
     device = NODE_DEVICE
     model = "BMC"
 
-    def __init__(self, *, poll_s: float = 1.0) -> None:
+    def __init__(self, *, poll_s: float = 1.0, deferred: bool = False) -> None:
         super().__init__()
         self.poll_s = poll_s
+        self.deferred = deferred
+        self.first_delay_s: float | None = None  # start -> first good reading (deferred)
+        self._ever_lost = False
+        self._answered = False  # a reading came at least once
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -77,6 +110,7 @@ class NodePowerMeter(Meter):
         self._fails = 0
         self._lost = False
         self.polls = 0
+        self._prepared = True
         self.clock = time.monotonic  # what poll times are taken from (tests drive it)
 
     def poll_w(self) -> float:
@@ -90,14 +124,28 @@ class NodePowerMeter(Meter):
     def describe(self) -> dict[str, str]:
         return {self.device: self.model}
 
+    @property
+    def complete(self) -> bool:
+        """Whether the node figure covers the whole window so far: a first reading came and
+        the BMC never stopped answering (a gap is counted at 0 W)."""
+        return self._answered and not self._ever_lost
+
     def notes(self) -> dict[str, str]:
-        return {
-            self.device: (
-                f"whole-node power from the BMC ({self.model}), polled every {self.poll_s:g} s: "
-                "includes fans, PSU losses and every component; shown beside the components, "
-                "not added to them"
+        note = (
+            f"whole-node power from the BMC ({self.model}), polled every {self.poll_s:g} s: "
+            "includes fans, PSU losses and every component; shown beside the components, "
+            "not added to them"
+        )
+        if self.first_delay_s is not None and self.first_delay_s > 0.01:
+            note += (
+                f"; the first reading came {self.first_delay_s:.2f} s after the start and "
+                "stands for that time too"
             )
-        }
+        return {self.device: note}
+
+    def prepare(self) -> None:
+        """Find what to poll (e.g. the Redfish resource), in the polling thread before the
+        first reading of a ``deferred`` meter. Raises :class:`MeterError`. Default: nothing."""
 
     def _record(self, t_mono: float, p_w: float | None) -> None:
         with self._lock:
@@ -109,11 +157,16 @@ class NodePowerMeter(Meter):
     def poll_once(self) -> None:
         """One poll: read the BMC and record the power at ``self.clock()`` (never raises)."""
         try:
+            if not self._prepared:
+                self.prepare()
+                self._prepared = True
             p_w = self.poll_w()
         except MeterError as e:
             self._fails += 1
+            if self._p_w is None and self._fails == 1 and self.deferred:
+                self.warn(f"{self.device} ({self.model}) first reading failed, retrying: {e}")
             if self._fails == FAILS_BEFORE_LOST and not self._lost:
-                self._lost = True
+                self._lost = self._ever_lost = True
                 now = self.clock()
                 self._record(now, 0.0 if self._p_w is not None else None)
                 self.warn(
@@ -127,40 +180,58 @@ class NodePowerMeter(Meter):
             self._lost = False
             self.warn(f"{self.device} ({self.model}) answers again: node power counted again")
         self._fails = 0
-        self._record(self.clock(), p_w)
+        self._answered = True
+        now = self.clock()
+        if self._p_w is None and not self._ever_lost:  # the first reading: held back to start
+            self.first_delay_s = max(0.0, now - self._t_start)
+            with self._lock:
+                self._p_w, self._t_last = p_w, self._t_start
+        self._record(now, p_w)
 
     def _run(self) -> None:
+        block_signals()
+        if self.deferred:
+            self.poll_once()
         while not self._stop.wait(self.poll_s):
             self.poll_once()
 
     def start(self, t_mono: float, *, poll: bool = True) -> None:
-        """Take the first reading (may take the BMC's latency) and start polling (``poll``:
-        False leaves the polling to the caller of :meth:`poll_once`, for tests)."""
+        """Start polling from ``t_mono`` (s). A meter that is not ``deferred`` takes the first
+        reading here (the BMC's latency); a ``deferred`` one leaves it to the polling thread.
+        ``poll``: False leaves the polling to the caller of :meth:`poll_once` (tests)."""
         self._t_start = t_mono
         with self._lock:
             self._energy_j, self._p_w, self._t_last = 0.0, None, t_mono
-        try:
-            p_w = self.poll_w()
-        except MeterError as e:
-            self.warn(f"{self.device} ({self.model}) first reading failed, retrying: {e}")
-        else:
-            with self._lock:
-                self._p_w = p_w
+        self._answered = self._ever_lost = False
+        self._prepared = not self.deferred
+        if not self.deferred:
+            try:
+                p_w = self.poll_w()
+            except MeterError as e:
+                self.warn(f"{self.device} ({self.model}) first reading failed, retrying: {e}")
+            else:
+                with self._lock:
+                    self._p_w = p_w
+                self._answered = True
         if poll and self._thread is None:
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="greentrack-bmc", daemon=True)
             self._thread.start()
 
     def read(self, t_mono: float) -> Sequence[DeviceReading]:
-        """Node energy since :meth:`start` at ``t_mono`` (s), from the polled power. Cheap."""
+        """Node energy since :meth:`start` at ``t_mono`` (s), from the polled power; nothing
+        before the first reading (a BMC that never answers gives no node figure). Cheap."""
         with self._lock:
+            if not self._answered:  # no reading yet: no figure at all
+                return []
             extra = self._p_w * max(0.0, t_mono - self._t_last) if self._p_w is not None else 0.0
             energy_j = self._energy_j + extra
             return [DeviceReading(NODE_COMPONENT, self.device, energy_j, self._p_w, "sampled")]
 
     def close(self) -> None:
-        """Stop polling (waits at most one BMC timeout)."""
+        """Stop polling. Waits at most 0.5 s: a BMC call in flight (a daemon thread, bounded by
+        its own timeout) never holds the run's exit."""
         self._stop.set()
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=5.0)
+            thread.join(timeout=0.5)

@@ -33,7 +33,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["PROCFS_ENV", "ProcessTree", "procfs_root"]
@@ -51,12 +50,16 @@ def procfs_root() -> Path:
     return Path(os.environ.get(PROCFS_ENV) or "/proc")
 
 
-@dataclass
 class _Proc:
-    start_ticks: int  # the process's start time: tells a reused pid apart
-    ppid: int
-    base_s: float  # contribution (own + reaped children) when it started being counted
-    last_s: float  # contribution at the last read
+    """One followed process (a plain class: a dataclass costs ~0.3 ms to define, at import)."""
+
+    __slots__ = ("base_s", "last_s", "ppid", "start_ticks")
+
+    def __init__(self, start_ticks: int, ppid: int, base_s: float, last_s: float) -> None:
+        self.start_ticks = start_ticks  # the process's start time: tells a reused pid apart
+        self.ppid = ppid
+        self.base_s = base_s  # contribution (own + reaped children) when it started being counted
+        self.last_s = last_s  # contribution at the last read
 
 
 class ProcessTree:

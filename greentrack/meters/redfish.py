@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import ssl
 import urllib.error
 import urllib.request
@@ -35,11 +34,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from greentrack.errors import MeterError, MeterPermissionError
-from greentrack.meters.base import Meter, MeterStatus
+from greentrack.meters.base import MeterStatus
 from greentrack.meters.nodepower import NodePowerMeter
 
 if TYPE_CHECKING:
-    from greentrack.meters.registry import DetectContext, OpenContext
+    from greentrack.meters.registry import DetectContext
 from greentrack.security import mask_secrets
 
 __all__ = ["RedfishMeter", "redfish_settings"]
@@ -48,20 +47,20 @@ TIMEOUT_S = 5.0
 """Longest wait for one Redfish request. Units: s."""
 
 
-def redfish_settings(env: Mapping[str, str] | None = None) -> dict[str, Any] | None:
-    """Redfish settings from the environment, or None when ``GREENTRACK_REDFISH_URL`` is unset."""
-    env = os.environ if env is None else env
-    url = (env.get("GREENTRACK_REDFISH_URL") or "").strip()
-    if not url:
+def redfish_settings(node: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The Redfish settings of a checked ``[node]`` section (``Config.node``, the environment
+    over the file), or None when no BMC address is set (nothing is contacted)."""
+    if not node.get("redfish_url") or node.get("meter") == "off":
         return None
-    verify = (env.get("GREENTRACK_REDFISH_VERIFY") or "1").strip().lower()
     return {
-        "url": url,
-        "user": env.get("GREENTRACK_REDFISH_USER") or None,
-        "password": env.get("GREENTRACK_REDFISH_PASSWORD") or None,
-        "chassis": env.get("GREENTRACK_REDFISH_CHASSIS") or None,
-        "verify": verify not in ("0", "false", "no", "off"),
-        "cafile": env.get("GREENTRACK_REDFISH_CA") or None,
+        "url": node["redfish_url"],
+        "user": node.get("redfish_user"),
+        "password": node.get("redfish_password"),
+        "chassis": node.get("redfish_chassis"),
+        "verify": node.get("redfish_verify", True),
+        "cafile": node.get("redfish_ca"),
+        "poll_s": node.get("poll_s", 1.0),
+        "timeout_s": node.get("timeout_s", TIMEOUT_S),
     }
 
 
@@ -76,6 +75,8 @@ class RedfishMeter(NodePowerMeter):
         cafile: a PEM file of trusted certificates (with ``verify``).
         poll_s: seconds between readings.
         timeout_s: longest wait for one request.
+        probe: find the power resource and take a first reading now (``first_w``, W;
+            ``greentrack detect``); False for a run: the polling thread does both (``deferred``).
 
     Raises:
         MeterError: the BMC cannot be reached or has no power resource (message has the fix);
@@ -95,8 +96,9 @@ class RedfishMeter(NodePowerMeter):
         cafile: str | None = None,
         poll_s: float = 1.0,
         timeout_s: float = TIMEOUT_S,
+        probe: bool = True,
     ) -> None:
-        super().__init__(poll_s=poll_s)
+        super().__init__(poll_s=poll_s, deferred=not probe)
         self.base = url.rstrip("/")
         self.timeout_s = timeout_s
         self._secrets = [s for s in (password, user) if s]
@@ -115,9 +117,18 @@ class RedfishMeter(NodePowerMeter):
                 )
         else:
             self._ctx = None
-        self.source, self._paths = self._resolve(chassis)
+        self._chassis = chassis
+        self.source, self._paths = "", []
+        self.model = "BMC via Redfish"
+        self.first_w: float | None = None
+        if probe:
+            self.prepare()
+            self.first_w = self.poll_w()
+
+    def prepare(self) -> None:
+        """Find the chassis's power resource (a few GETs). Raises :class:`MeterError`."""
+        self.source, self._paths = self._resolve(self._chassis)
         self.model = f"BMC via Redfish {self.source}"
-        self.first_w = self.poll_w()
 
     def _mask(self, text: str) -> str:
         return mask_secrets(text, self._secrets)
@@ -221,31 +232,21 @@ class RedfishMeter(NodePowerMeter):
         return total
 
 
-def open_meter(ctx: OpenContext) -> Meter | None:
-    """None: runs do not record node power yet (see :data:`greentrack.meters.ipmi.NOT_IN_RUNS`);
-    ``detect`` says whether the BMC answers."""
-    return None
-
-
 def detect_meter(ctx: DetectContext) -> list[MeterStatus]:
     """``redfish``: whether the BMC at ``GREENTRACK_REDFISH_URL`` reports node power."""
-    from greentrack.meters.ipmi import NOT_IN_RUNS
-
-    s = redfish_settings()
+    s = redfish_settings(ctx.config.node)
     if s is None:
         return [
             MeterStatus(
                 "redfish",
                 False,
                 "GREENTRACK_REDFISH_URL not set (the BMC's address, e.g. https://10.0.0.5, with "
-                "GREENTRACK_REDFISH_USER / GREENTRACK_REDFISH_PASSWORD): nothing contacted",
+                "GREENTRACK_REDFISH_USER / GREENTRACK_REDFISH_PASSWORD, or redfish_url in "
+                "[node] of config.toml): nothing contacted",
             )
         ]
     try:
-        meter = RedfishMeter(
-            s["url"], user=s["user"], password=s["password"], chassis=s["chassis"],
-            verify=s["verify"], cafile=s["cafile"],
-        )  # fmt: skip
+        meter = RedfishMeter(**s)
     except MeterError as e:
         return [MeterStatus("redfish", False, f"node power over Redfish not available: {e}")]
     notes = "".join(f"; {w}" for w in meter.pop_warnings())
@@ -253,7 +254,8 @@ def detect_meter(ctx: DetectContext) -> list[MeterStatus]:
         MeterStatus(
             "redfish",
             True,
-            f"node:bmc {meter.first_w:g} W now ({meter.model}){notes}; {NOT_IN_RUNS}",
+            f"node:bmc {meter.first_w:g} W now ({meter.model}){notes}; runs record it beside "
+            "the components, never added to them",
             ["node:bmc"],
             "sampled",
         )

@@ -21,9 +21,10 @@ Adding a meter is one module plus one line here:
 2. A :class:`MeterEntry` in :data:`METERS`, placed before the fallbacks of the components it
    measures (the estimates stand in for whatever came before them and found nothing).
 
-Components: ``gpu``, ``cpu`` and ``ram`` (RAPL's ``dram`` domain measures ``ram``), which
-:func:`~greentrack.meters.open_meters` can be asked for; ``node`` (a whole machine's power, from
-its BMC) is detected only. A line is used only when one of its components is wanted.
+Components: ``gpu``, ``cpu`` and ``ram`` (RAPL's ``dram`` domain measures ``ram``), and ``node``
+(a whole machine's power, from its BMC: beside the others, never added to them; see
+:func:`greentrack.meters.nodepower.is_node`), which :func:`~greentrack.meters.open_meters` can be
+asked for. A line is used only when one of its components is wanted.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class MeterEntry:
     Attributes:
         name: the meter's name (``Meter.name``, the first ``MeterStatus.name`` it reports).
         label: how messages name it, e.g. ``RAPL`` ("not used: RAPL measures the CPU").
-        components: what it can measure: ``gpu``, ``cpu``, ``ram``.
+        components: what it can measure: ``gpu``, ``cpu``, ``ram``, ``node``.
         open: ``"module:function"`` opening it (see the module docstring).
         detect: ``"module:function"`` saying what ``greentrack detect`` prints for it.
         summary: devices, source and method in a few words (documentation).
@@ -127,14 +128,15 @@ METERS: tuple[MeterEntry, ...] = (
         "gpu:estimate-<i>: torch's devices no meter reads, TDP table × utilisation (estimated)",
     ),
     MeterEntry(
-        "ipmi", "IPMI DCMI", ("node",),
-        "greentrack.meters.ipmi:open_meter", "greentrack.meters.ipmi:detect_meter",
-        "node:bmc: ipmitool dcmi power reading (sampled; detect only, not yet on runs)",
+        "redfish", "Redfish", ("node",),
+        "greentrack.meters.bmc:open_redfish", "greentrack.meters.redfish:detect_meter",
+        "node:bmc: Redfish EnvironmentMetrics / PowerSubsystem / Power (sampled; beside the "
+        "components)",
     ),
     MeterEntry(
-        "redfish", "Redfish", ("node",),
-        "greentrack.meters.redfish:open_meter", "greentrack.meters.redfish:detect_meter",
-        "node:bmc: Redfish Power / EnvironmentMetrics / PowerSubsystem (sampled; detect only)",
+        "ipmi", "IPMI DCMI", ("node",),
+        "greentrack.meters.bmc:open_ipmi", "greentrack.meters.ipmi:detect_meter",
+        "node:bmc: ipmitool dcmi power reading (sampled; beside the components)",
     ),
 )  # fmt: skip
 
@@ -152,7 +154,7 @@ class OpenContext:
 
     Attributes:
         config: settings (``config.sysfs``, ``config.cpu_share``...).
-        wanted: the components asked for (``gpu``, ``cpu``, ``ram``).
+        wanted: the components asked for (``gpu``, ``cpu``, ``ram``, ``node``).
         covered: the components a meter opened so far measures (each opener adds its own).
         claimed_pci: PCI addresses of devices a meter opened so far reads (amdsmi), so a
             fallback reading the same device another way (amdgpu hwmon) skips them.

@@ -22,6 +22,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from greentrack.meters.nodepower import node_vs_components
 from greentrack.units import J_PER_KWH
 
 __all__ = [
@@ -213,7 +214,10 @@ def price_tag(run: Mapping[str, Any], *, final: bool = False) -> dict[str, Any]:
     world_size, ranks}), ``duration_s``, ``device_hours``, ``device_kind`` (gpu|cpu|none),
     ``energy_by_component`` ([{component, devices, energy_kwh, methods, notes}]),
     ``energy_basis`` (:func:`energy_basis`), ``assumptions`` (:func:`assumptions`),
-    ``energy_kwh``, ``pue``, ``facility_energy_kwh``, ``region``, ``intensity`` ({source, zone,
+    ``energy_kwh``, ``pue``, ``facility_energy_kwh``, ``node_energy_kwh`` (the node's BMC,
+    beside the components; None without one), ``node_line``, ``co2e_basis`` (``node``,
+    ``components``...), ``co2e_facility_energy_kwh`` (the energy × PUE the CO2e is of),
+    ``region``, ``intensity`` ({source, zone,
     kind, period, detail, time_weighted_g_per_kwh, annual_average_g_per_kwh}), ``co2e_g``,
     ``co2e_g_annual_average``, ``flops``, ``params_total``, ``metrics``, ``final``.
     """
@@ -260,6 +264,9 @@ def price_tag(run: Mapping[str, Any], *, final: bool = False) -> dict[str, Any]:
     energy_kwh = float(run.get("energy_j") or 0.0) / J_PER_KWH
     pue = float(run.get("pue") or 1.0)
     facility_kwh = energy_kwh * pue
+    node_j = finite(run.get("node_energy_j"))  # the node's BMC: beside the components
+    basis_j = finite(run.get("co2e_energy_j"))  # what the CO2e is of (node or components)
+    co2e_facility_kwh = basis_j * pue / J_PER_KWH if basis_j is not None else facility_kwh
     co2e = finite(run.get("co2e_g"))
     annual = finite(run.get("co2e_g_annual_average"))
     src = run.get("intensity_source") or {}
@@ -271,11 +278,11 @@ def price_tag(run: Mapping[str, Any], *, final: bool = False) -> dict[str, Any]:
             "kind": src.get("kind"),
             "period": src.get("period"),
             "detail": src.get("detail"),
-            "time_weighted_g_per_kwh": co2e / facility_kwh
-            if co2e is not None and facility_kwh > 0
+            "time_weighted_g_per_kwh": co2e / co2e_facility_kwh
+            if co2e is not None and co2e_facility_kwh > 0
             else None,
-            "annual_average_g_per_kwh": annual / facility_kwh
-            if annual is not None and facility_kwh > 0
+            "annual_average_g_per_kwh": annual / co2e_facility_kwh
+            if annual is not None and co2e_facility_kwh > 0
             else None,
         }
     hosts = sorted(
@@ -302,6 +309,13 @@ def price_tag(run: Mapping[str, Any], *, final: bool = False) -> dict[str, Any]:
         "energy_kwh": energy_kwh,
         "pue": pue,
         "facility_energy_kwh": facility_kwh,
+        # whole-node power from the BMC (None without one): beside the components, not in them
+        "node_energy_kwh": node_j / J_PER_KWH if node_j is not None else None,
+        "node_line": node_vs_components(node_j, energy_kwh * J_PER_KWH)
+        if node_j is not None
+        else None,
+        "co2e_basis": run.get("co2e_basis"),
+        "co2e_facility_energy_kwh": co2e_facility_kwh,
         "region": run.get("region"),
         "intensity": intensity,
         "co2e_g": co2e,

@@ -93,9 +93,12 @@ def aggregate(tags: Sequence[dict[str, Any]], price: float | None) -> dict[str, 
     co2e = _sum_known(t["co2e_g"] for t in tags)
     annual = _sum_known(t["co2e_g_annual_average"] for t in tags)
     with_co2e = [t for t in tags if t["co2e_g"] is not None]
-    facility_with = sum(t["facility_energy_kwh"] for t in with_co2e)
+    facility_with = sum(t["co2e_facility_energy_kwh"] for t in with_co2e)
     with_annual = [t for t in tags if t["co2e_g_annual_average"] is not None]
-    facility_annual = sum(t["facility_energy_kwh"] for t in with_annual)
+    facility_annual = sum(t["co2e_facility_energy_kwh"] for t in with_annual)
+    with_node = [t for t in tags if t["node_energy_kwh"] is not None]
+    node_kwh = sum(t["node_energy_kwh"] for t in with_node) if with_node else None
+    bases = sorted({t["co2e_basis"] for t in with_co2e if t.get("co2e_basis")})
     metrics: dict[str, list[float]] = {}
     for t in tags:
         for k, v in t["metrics"].items():
@@ -121,6 +124,13 @@ def aggregate(tags: Sequence[dict[str, Any]], price: float | None) -> dict[str, 
         "energy_kwh": sum(t["energy_kwh"] for t in tags),
         "pue": sorted({t["pue"] for t in tags}),
         "facility_energy_kwh": facility,
+        # the nodes' own figures (BMC) and the components of those runs, beside each other
+        "node_energy_kwh": node_kwh,
+        "node_runs": len(with_node),
+        "node_components_pct": 100.0 * sum(t["energy_kwh"] for t in with_node) / node_kwh
+        if node_kwh
+        else None,
+        "co2e_basis": "+".join(bases) or None,
         "co2e_g": co2e,
         "co2e_g_annual_average": annual,
         "embodied_g": _sum_known(t.get("embodied_g") for t in tags),

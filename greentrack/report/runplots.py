@@ -181,8 +181,10 @@ def plot_energy(
 ) -> Target:
     """Cumulative energy per device and their total (kWh or kJ), phases hatched.
 
-    Cumulative energy is monotone, so long series are drawn from ``max_points`` evenly spaced
-    points (every bucket's last value kept), which is exact at the drawn points.
+    The node's own figure (its BMC, ``node:bmc``) is drawn as its own line, beside the
+    components' total, never in it. Cumulative energy is monotone, so long series are drawn
+    from ``max_points`` evenly spaced points (every bucket's last value kept), which is exact
+    at the drawn points.
     """
     import numpy as np
 
@@ -193,7 +195,12 @@ def plot_energy(
     t_end = max(float(s.t_s[-1]) for s in series)
     span = t_end - t0
     scale, unit = plotting.time_unit(span)
-    total_j = sum(float(s.energy_j[-1]) for s in series)
+    from greentrack.meters.nodepower import is_node
+
+    total_j = max(
+        sum(float(s.energy_j[-1]) for s in series if not is_node(s.device)),
+        max(float(s.energy_j[-1]) for s in series),
+    )
     e_scale, e_unit = (
         (3.6e6, "kWh") if total_j >= 3.6e5 else ((1e3, "kJ") if total_j >= 1e3 else (1.0, "J"))
     )
@@ -221,12 +228,13 @@ def plot_energy(
                 color=COLORS[(i + 1) % len(COLORS)],
                 linestyle=LINESTYLES[(i + 1) % len(LINESTYLES)],
             )
-            total += np.interp(grid, s.t_s, s.energy_j, left=0.0)
-        if len(series) > 1:
+            if not is_node(s.device):
+                total += np.interp(grid, s.t_s, s.energy_j, left=0.0)
+        if sum(not is_node(s.device) for s in series) > 1:
             ax.plot(
                 (grid - t0) / scale,
                 total / e_scale,
-                label="total",
+                label="total of the components",
                 color=COLORS[0],
                 linestyle="-",
                 linewidth=2.0,

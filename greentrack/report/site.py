@@ -133,7 +133,12 @@ def run_charts(
             )
         )
         lines = []
-        total_j = sum(float(s.energy_j[-1]) for s in series)
+        from greentrack.meters.nodepower import is_node  # its own line, never in the total
+
+        total_j = max(
+            sum(float(s.energy_j[-1]) for s in series if not is_node(s.device)),
+            max(float(s.energy_j[-1]) for s in series),
+        )
         e_scale, e_unit = (
             (3.6e6, "kWh") if total_j >= 3.6e5 else ((1e3, "kJ") if total_j >= 1e3 else (1.0, "J"))
         )
@@ -149,9 +154,10 @@ def run_charts(
             if s.t_s[0] > t0:  # cumulative energy is 0 at the start by definition
                 x, y = np.concatenate(([0.0], x)), np.concatenate(([0.0], y))
             lines.append(Line(s.label, x, y))
-            total += np.interp(grid, s.t_s, s.energy_j, left=0.0)
-        if len(series) > 1:
-            lines.insert(0, Line("total", (grid - t0) / scale, total / e_scale))
+            if not is_node(s.device):
+                total += np.interp(grid, s.t_s, s.energy_j, left=0.0)
+        if sum(not is_node(s.device) for s in series) > 1:
+            lines.insert(0, Line("total of the components", (grid - t0) / scale, total / e_scale))
         out.append(
             (
                 "Cumulative device energy.",

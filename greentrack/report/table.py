@@ -157,6 +157,24 @@ def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[Row]]:
             unit="kWh",
         )
     )
+    if any(a.get("node_energy_kwh") is not None for a in aggs):
+        rows.append(
+            Row(
+                "Energy, measured at the node",
+                [a.get("node_energy_kwh") for a in aggs],
+                "the node's BMC (IPMI DCMI / Redfish): fans, PSU losses and every part; shown "
+                "beside the components, not added to them",
+                unit="kWh",
+            )
+        )
+        rows.append(
+            Row(
+                "Components' share of the node",
+                [a.get("node_components_pct") for a in aggs],
+                "devices' energy / the node's, runs with a BMC reading",
+                kind="pct",
+            )
+        )
     regions = sorted({r["region"] for r in report["runs"] if r.get("region")})
     rows.append(
         Row(
@@ -183,11 +201,13 @@ def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[Row]]:
             unit="g/kWh",
         )
     )
+    on_node = any("node" in (a.get("co2e_basis") or "") for a in aggs)
     rows.append(
         Row(
             "CO₂e, time-weighted",
             [a["co2e_g"] for a in aggs],
-            "Σ interval energy × interval intensity",
+            "Σ interval energy × interval intensity"
+            + ("; of the node's energy × PUE where its BMC measured it" if on_node else ""),
             unit="g",
         )
     )
@@ -270,7 +290,8 @@ def _embodied_rows(report: Mapping[str, Any], aggs: Sequence[Mapping[str, Any]])
         f"{k} ({v})" for k, v in used.items()
     )
     if missing:
-        how += "; not counted (no table row): " + ", ".join(missing)
+        how += "; not counted (no embodied figure for this model; add one with [embodied.kg]): "
+        how += ", ".join(missing)
     return [
         Row("CO₂e, embodied", [a.get("embodied_g") for a in aggs], how, unit="g"),
         Row(
@@ -358,8 +379,17 @@ def summary_sentence(report: Mapping[str, Any]) -> str:
         f"{fmt_num(scope['facility_energy_kwh'])} kWh ({basis_phrase(scope['energy_basis'])})"
     )
     if scope["co2e_g"] is not None:
-        text += f", emitting {fmt_num(scope['co2e_g'])} g CO₂e (time-weighted)"
+        text += f", emitting {fmt_num(scope['co2e_g'])} g CO₂e (time-weighted"
+        text += ", of the node's energy)" if scope.get("co2e_basis") == "node" else ")"
     text += "."
+    if scope.get("node_energy_kwh") is not None:
+        share = scope.get("node_components_pct")
+        text += (
+            f" Measured at the node: {fmt_num(scope['node_energy_kwh'])} kWh; components: "
+            f"{fmt_num(scope['node_energy_kwh'] * share / 100.0)} kWh ({share:.0f} % of the node)."
+            if share is not None
+            else f" Measured at the node: {fmt_num(scope['node_energy_kwh'])} kWh."
+        )
     if report["final"] and report["tuning"]["runs"]:
         tu = report["tuning"]
         text += (

@@ -177,7 +177,7 @@ def profile_from_run(db_url: str | None, run_id: str) -> PowerProfile:
 
     conn = open_store(db_url or load_config().db_url)
     try:
-        samples = run_samples(conn, resolve_run_id(conn, run_id))
+        samples = run_samples(conn, resolve_run_id(conn, run_id), basis="co2e")
     finally:
         conn.close()
     return profile_from_samples(samples)

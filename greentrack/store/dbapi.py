@@ -16,10 +16,9 @@ import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from greentrack.errors import DatabaseURLError, StoreUnavailableError
@@ -31,9 +30,8 @@ _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 
 
-@dataclass(frozen=True)
-class StoreURL:
-    """A parsed store location.
+class StoreURL(NamedTuple):
+    """A parsed store location (immutable).
 
     Attributes:
         dialect: ``sqlite`` or ``postgresql``.

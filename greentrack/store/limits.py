@@ -17,6 +17,7 @@ from greentrack.errors import GreentrackError
 from greentrack.security import RUN_ID_MAX, storable, unstorable
 
 __all__ = [
+    "CO2E_BASIS_MAX",
     "COMPONENT_MAX",
     "DEVICE_MAX",
     "HOST_MAX",
@@ -51,6 +52,8 @@ COMPONENT_MAX = 16
 """Longest component kind (``gpu``, ``cpu``, ``dram``). Units: chars."""
 METHOD_MAX = 16
 """Longest measurement method (``counter``, ``sampled``, ``estimated``). Units: chars."""
+CO2E_BASIS_MAX = 32
+"""Longest CO2e basis (``node+components``). Units: chars."""
 DEVICE_MAX = 64
 """Longest device id (``gpu:0``, ``cpu:package-0``). Units: chars."""
 HOST_MAX = 255

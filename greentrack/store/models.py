@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from greentrack.store.limits import (
+    CO2E_BASIS_MAX,
     COMPONENT_MAX,
     DEVICE_MAX,
     HOST_MAX,
@@ -43,7 +44,7 @@ from greentrack.store.limits import (
 )
 
 #: The Alembic revision the code expects; a test checks it equals the migrations' head.
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -99,6 +100,12 @@ class Run(Base):
     embodied_g: Mapped[float | None] = mapped_column(Float)
     #: Its provenance: method, table rows used, lifetimes, shares, devices left out.
     embodied: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: The whole node's energy from its BMC, J (0005): beside ``energy_j``, never in it.
+    node_energy_j: Mapped[float | None] = mapped_column(Float)
+    #: Which energy ``co2e_g`` is of: ``node``, ``components`` or ``node+components`` (0005).
+    co2e_basis: Mapped[str | None] = mapped_column(String(CO2E_BASIS_MAX))
+    #: That energy, J before PUE: ``co2e_g / (co2e_energy_j × pue)`` is the intensity (0005).
+    co2e_energy_j: Mapped[float | None] = mapped_column(Float)
 
 
 class Component(Base):
@@ -120,6 +127,9 @@ class Component(Base):
     seq: Mapped[int] = mapped_column(Integer, default=0)
     #: One line stating every assumption behind this device's figure (TDP source, share, ...).
     note: Mapped[str | None] = mapped_column(Text)
+    #: This device's CO2e, g, time-resolved and at the annual average (0005; final checkpoint).
+    co2e_g: Mapped[float | None] = mapped_column(Float)
+    co2e_g_annual: Mapped[float | None] = mapped_column(Float)
 
 
 class Phase(Base):

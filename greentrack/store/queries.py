@@ -46,7 +46,8 @@ STATUSES = ("running", "finished", "failed", "interrupted", "crashed")
 _RUN_COLUMNS = (
     "id, project, name, status, started_at, ended_at, heartbeat_at, duration_s, energy_j, pue, "
     "region, region_origin, co2e_g, co2e_g_annual, intensity_source, host, pid, world_size, "
-    "checkpoint_s, error, flops, forecast, embodied_g, embodied"
+    "checkpoint_s, error, flops, forecast, embodied_g, embodied, node_energy_j, co2e_basis, "
+    "co2e_energy_j"
 )
 
 
@@ -178,8 +179,13 @@ def run_objects(
 ) -> list[dict[str, Any]]:
     """Run rows -> the contract's JSON objects (components, phases, metrics, params, tags)."""
     ids = [r["id"] for r in rows]
+    from greentrack.meters.nodepower import is_node
+
     comps = _children(
-        conn, "components", ids, "rank, host, component, device, energy_j, method, model, note"
+        conn,
+        "components",
+        ids,
+        "rank, host, component, device, energy_j, method, model, note, co2e_g",
     )
     params = _children(conn, "params", ids, "key, value")
     tags = _children(conn, "tags", ids, "key, value")
@@ -195,7 +201,9 @@ def run_objects(
     out = []
     for r in rows:
         rid = r["id"]
-        components = sorted(comps[rid], key=lambda c: (c["rank"], c["device"]))
+        every = sorted(comps[rid], key=lambda c: (c["rank"], c["device"]))
+        components = [c for c in every if not is_node(c["component"])]
+        node_rows = [c for c in every if is_node(c["component"])]  # beside, never added
         phase_rows = sorted(phases[rid], key=lambda p: (decode_time(p["started_at"]), p["depth"]))
         totals: dict[str, dict[str, Any]] = {}
         for p in phase_rows:
@@ -222,16 +230,25 @@ def run_objects(
                 rank, {"rank": rank, "host": host, "components": [], "energy_j": 0.0}
             )
             proc["note"] = note
+        for c in node_rows:
+            proc = processes.setdefault(
+                c["rank"], {"rank": c["rank"], "host": c["host"], "components": [], "energy_j": 0.0}
+            )
+            proc["node_energy_j"] = proc.get("node_energy_j", 0.0) + c["energy_j"]
         for proc in processes.values():
             proc.setdefault("note", None)
+            proc.setdefault("node_energy_j", None)
         nodes: dict[str, dict[str, Any]] = {}
         for rank in sorted(processes):
             proc = processes[rank]
             node = nodes.setdefault(
-                proc["host"], {"host": proc["host"], "ranks": [], "energy_j": 0.0}
+                proc["host"],
+                {"host": proc["host"], "ranks": [], "energy_j": 0.0, "node_energy_j": None},
             )
             node["ranks"].append(rank)
             node["energy_j"] += proc["energy_j"]
+            if proc["node_energy_j"] is not None:
+                node["node_energy_j"] = (node["node_energy_j"] or 0.0) + proc["node_energy_j"]
         energy_j = float(r["energy_j"] or 0.0)
         obj: dict[str, Any] = {
             "id": rid,
@@ -252,6 +269,19 @@ def run_objects(
                 }
                 for c in components
             ],
+            # the whole node's figure from its BMC, per rank that read it: beside energy_j
+            "node_power": [
+                {
+                    k: c[k]
+                    for k in ("component", "device", "energy_j", "method", "model", "rank", "host")
+                }
+                | {"note": c["note"]}
+                for c in node_rows
+            ],
+            "node_energy_j": r["node_energy_j"],
+            "co2e_basis": r["co2e_basis"],
+            # the energy the CO2e is of (J, before PUE): the nodes' where their BMC measured it
+            "co2e_energy_j": r["co2e_energy_j"] if r["co2e_energy_j"] is not None else energy_j,
             "phases": [
                 {
                     "name": p["name"],
@@ -356,19 +386,41 @@ def get_run(conn: Connection, id_or_prefix: str, *, detail: bool = True) -> dict
     return run_objects(conn, rows, detail=detail)[0]
 
 
-def run_samples(conn: Connection, run_id: str) -> dict[str, Any]:
+def run_samples(conn: Connection, run_id: str, *, basis: str = "components") -> dict[str, Any]:
     """The run's stored time series as numpy arrays, ordered by (rank, device, t_s).
 
     Keys: ``t_s`` (epoch s), ``device``, ``component``, ``rank``, ``energy_j`` (cumulative J per
     device), ``power_w`` (mean W since the previous point).
+
+    ``basis``: ``components`` (the default) leaves out the node's own figure (its BMC), which
+    overlaps them; ``co2e`` gives what the run's CO2e is of: per rank, the node's series where
+    that rank's CO2e is of the node (``runs.co2e_basis``), else its components'.
     """
     import numpy as np
 
-    rows = conn.query(
-        "SELECT rank, device, component, t_s, energy_j, power_w FROM samples "
-        "WHERE run_id = :id ORDER BY rank, device, t_s",
-        {"id": run_id},
-    )
+    from greentrack.meters.nodepower import is_node
+
+    if basis not in ("components", "co2e"):
+        raise ValueError(f"basis must be 'components' or 'co2e', not {basis!r}")
+    node_ranks: set[int] = set()
+    if basis == "co2e":
+        node_ranks = {
+            r["rank"]
+            for r in conn.query(
+                "SELECT rank, component, co2e_g FROM components WHERE run_id = :id",
+                {"id": run_id},
+            )
+            if is_node(r["component"]) and r["co2e_g"] is not None
+        }
+    rows = [
+        r
+        for r in conn.query(
+            "SELECT rank, device, component, t_s, energy_j, power_w FROM samples "
+            "WHERE run_id = :id ORDER BY rank, device, t_s",
+            {"id": run_id},
+        )
+        if is_node(r["component"]) == (r["rank"] in node_ranks)
+    ]
     return {
         "t_s": np.array([r["t_s"] for r in rows], dtype=np.float64),
         "device": np.array([r["device"] for r in rows], dtype=object),

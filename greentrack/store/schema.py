@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import importlib.util
 import os
 import threading
 from collections.abc import Iterator
@@ -30,12 +29,14 @@ __all__ = [
     "upgrade",
 ]
 
-SCHEMA_REVISION = "0004"  # kept equal to models.SCHEMA_REVISION and the migrations' head (tested)
+SCHEMA_REVISION = "0005"  # kept equal to models.SCHEMA_REVISION and the migrations' head (tested)
 _PG_LOCK_KEY = 0x67726E74  # "grnt": serialises concurrent first-time creation on PostgreSQL
 
 
 def migrations_dir() -> Path:
     """The Alembic scripts: ``greentrack.migrations`` when installed, else ``migrations/``."""
+    import importlib.util  # (only to create or upgrade a schema: not on a run's path)
+
     try:
         spec = importlib.util.find_spec("greentrack.migrations")
     except ModuleNotFoundError:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from greentrack.errors import StoreRejectedError
 from greentrack.store.checkpoint import Checkpoint
+from greentrack.store.digest import sha256_hex
 
 if TYPE_CHECKING:
     from greentrack.store.writer import StoreWriter
@@ -227,11 +227,11 @@ class Spool:
         else:
             parsed = parse_url(url)
             salt = _spool_salt(root.parent / "spool.salt")
-            key = hashlib.sha256(f"{salt}\n{parsed.display}".encode()).hexdigest()[:16]
+            key = sha256_hex(f"{salt}\n{parsed.display}".encode())[:16]
             spool = cls(root / key)
-            earlier = [root / hashlib.sha256(parsed.sqlalchemy_url.encode()).hexdigest()[:16]]
+            earlier = [root / sha256_hex(parsed.sqlalchemy_url.encode())[:16]]
             if salt:  # where a process spooled while the salt could not be written (full disk)
-                unsalted = hashlib.sha256(f"\n{parsed.display}".encode()).hexdigest()[:16]
+                unsalted = sha256_hex(f"\n{parsed.display}".encode())[:16]
                 earlier.append(root / unsalted)
             identity = _identity(root.parent / "spool.salt") if salt else None
             if identity:
@@ -290,13 +290,26 @@ class Spool:
         return sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
 
     def pending(self, run_id: str | None = None, rank: int | None = None) -> list[Path]:
-        """Spool files (own and claimed ones) of a run, of one rank of it, or of every run."""
-        if not self.dir.is_dir():
+        """Spool files (own and claimed ones) of a run, of one rank of it, or of every run:
+        the names ``*.jsonl``, ``<run>.*.jsonl``, or ``<run>.<rank>.jsonl`` and
+        ``<run>.<rank>.*.jsonl``, sorted. (A listing matched by hand: a glob compiles a new
+        pattern for each run, ~0.2 ms, twice per run.)"""
+        try:
+            names = os.listdir(self.dir)
+        except OSError:  # no spool folder (nothing was spooled), or unreadable
             return []
+        ext = ".jsonl"
         if run_id is None:
-            return sorted(self.dir.glob("*.jsonl"))
-        stem = f"{run_id}.{rank}" if rank is not None else f"{run_id}.*"
-        return sorted({*self.dir.glob(f"{stem}.jsonl"), *self.dir.glob(f"{stem}.*.jsonl")})
+            return sorted(self.dir / n for n in names if n.endswith(ext))
+        if rank is None:
+            stem = f"{run_id}."  # <run>.*.jsonl
+            picked = [n for n in names if n.startswith(stem) and n.endswith(ext)
+                      and len(n) >= len(stem) + len(ext)]  # fmt: skip
+        else:
+            own, stem = f"{run_id}.{rank}{ext}", f"{run_id}.{rank}."
+            picked = [n for n in names if n == own or (n.startswith(stem) and n.endswith(ext)
+                      and len(n) >= len(stem) + len(ext))]  # fmt: skip
+        return sorted(self.dir / n for n in picked)
 
     def _claim(self, path: Path) -> Path | None:
         """Rename an appender's file to a claimed name; claimed files are returned as they are."""

@@ -102,20 +102,32 @@ def _shared_connection(url: str) -> Connection:
     Closing the last connection to a WAL-mode SQLite file checkpoints the WAL and syncs the
     file (~20 ms), and a PostgreSQL connection takes a round trip or three to open; runs in the
     same process therefore share one. Its lock serialises their transactions. A forked child
-    never uses its parent's connection.
+    never uses its parent's connection. The connection is opened outside the registry's lock:
+    a store that takes its connect timeout to answer never holds up another store's runs, nor
+    the process's exit (:func:`_close_shared`).
     """
+    pid = os.getpid()
     with _SHARED_LOCK:
         entry = _SHARED.get(url)
-        if entry is not None and entry[0] == os.getpid():
+        if entry is not None and entry[0] == pid:
             _SHARED.move_to_end(url)
             return entry[1]
-        conn = open_store(url)
-        _SHARED[url] = (os.getpid(), conn)
-        while len(_SHARED) > _SHARED_MAX:
-            _, (pid, old) = _SHARED.popitem(last=False)
-            if pid == os.getpid():
-                old.close()
-        return conn
+    conn = open_store(url)
+    evicted: list[Connection] = []
+    with _SHARED_LOCK:
+        entry = _SHARED.get(url)
+        if entry is not None and entry[0] == pid:  # another thread opened one meanwhile
+            evicted.append(conn)
+            conn = entry[1]
+        else:
+            _SHARED[url] = (pid, conn)
+            while len(_SHARED) > _SHARED_MAX:
+                _, (old_pid, old) = _SHARED.popitem(last=False)
+                if old_pid == pid:
+                    evicted.append(old)
+    for old in evicted:
+        old.close()
+    return conn
 
 
 def _drop_shared(url: str, conn: Connection) -> None:
@@ -137,11 +149,17 @@ os.register_at_fork(after_in_child=_reset_shared_after_fork)
 
 @atexit.register
 def _close_shared() -> None:
-    with _SHARED_LOCK:
-        for pid, conn in _SHARED.values():
-            if pid == os.getpid():
-                conn.close()
+    """At exit: close this process's shared connections; never waits more than 1 s for the
+    registry (exit has a deadline)."""
+    if not _SHARED_LOCK.acquire(timeout=1.0):
+        return
+    try:
+        conns = [conn for pid, conn in _SHARED.values() if pid == os.getpid()]
         _SHARED.clear()
+    finally:
+        _SHARED_LOCK.release()
+    for conn in conns:
+        conn.close()
 
 
 class StoreWriter:
@@ -298,13 +316,15 @@ def _write(conn: Connection, cp: Checkpoint) -> None:
             "model",
             "note",
             "seq",
+            "co2e_g",  # schema 0005: each device's CO2e, with the final checkpoint
+            "co2e_g_annual",
         ]
         sql = (
             conn.insert_sql(
                 "components",
                 cols,
                 ["run_id", "rank", "device"],
-                ["energy_j", "method", "model", "note", "host", "seq"],
+                ["energy_j", "method", "model", "note", "host", "seq", "co2e_g", "co2e_g_annual"],
             )
             + " WHERE components.seq <= excluded.seq"
         )
@@ -391,8 +411,48 @@ def _write(conn: Connection, cp: Checkpoint) -> None:
             {"hb": cp.run["heartbeat_at"], "id": rid},
         )
     if cp.components:
-        conn.execute(
-            "UPDATE runs SET energy_j = (SELECT COALESCE(SUM(energy_j), 0) FROM components "
-            "WHERE components.run_id = :id) WHERE id = :id",
-            {"id": rid},
+        _update_totals(conn, rid)
+
+
+def _update_totals(conn: Connection, rid: str) -> None:
+    """The run's totals from every rank's component rows (a few rows; idempotent).
+
+    ``energy_j``: the components' sum; ``node_energy_j``: the nodes' own figures (their BMCs),
+    beside it, never in it. Once a rank's devices carry their CO2e (its final checkpoint),
+    ``co2e_g`` and ``co2e_g_annual`` are the sum over those ranks, each of its node's figure
+    where it accounted the node (the node row has a CO2e) else of its components', and
+    ``co2e_basis`` says which and ``co2e_energy_j`` how much (J, before PUE)."""
+    from greentrack.meters.nodepower import is_node
+
+    rows = conn.query(
+        "SELECT rank, component, energy_j, co2e_g, co2e_g_annual FROM components "
+        "WHERE run_id = :id",
+        {"id": rid},
+    )
+    energy_j = sum(r["energy_j"] or 0.0 for r in rows if not is_node(r["component"]))
+    node = [r for r in rows if is_node(r["component"])]
+    fields: dict[str, Any] = {
+        "energy_j": energy_j,
+        "node_energy_j": sum(r["energy_j"] or 0.0 for r in node) if node else None,
+    }
+    node_ranks = {r["rank"] for r in node if r["co2e_g"] is not None}
+    counted = [
+        r
+        for r in rows
+        if r["co2e_g"] is not None and is_node(r["component"]) == (r["rank"] in node_ranks)
+    ]
+    if counted:
+        fields["co2e_g"] = sum(r["co2e_g"] for r in counted)
+        annual = [r["co2e_g_annual"] for r in counted]
+        fields["co2e_g_annual"] = None if None in annual else sum(annual)
+        ranks = {r["rank"] for r in counted}
+        fields["co2e_basis"] = (
+            "node" if ranks <= node_ranks else "node+components" if node_ranks else "components"
         )
+        fields["co2e_energy_j"] = sum(
+            r["energy_j"] or 0.0
+            for r in rows
+            if r["rank"] in ranks and is_node(r["component"]) == (r["rank"] in node_ranks)
+        )
+    sets = ", ".join(f"{k} = :{k}" for k in fields)
+    conn.execute(f"UPDATE runs SET {sets} WHERE id = :id", {**fields, "id": rid})

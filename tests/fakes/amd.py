@@ -18,13 +18,12 @@ power N/A), the energy being the package's. Errors are ``amdsmi.AmdSmiLibraryExc
 from __future__ import annotations
 
 import sys
-import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fakes.clock import FakeClock
 from fakes.powercap import Script, integrate_j, power_at_w
 
 __all__ = ["SIM_DIR", "FakeAmdGpu", "FakeAmdSmi", "mi250x"]
@@ -93,8 +92,9 @@ class _Handle:
         return f"<fake amdsmi handle {self.index}>"
 
 
-class FakeAmdSmi:
-    """Simulated amdsmi. Configure GPUs, :meth:`install`, then drive the clock.
+class FakeAmdSmi(FakeClock):
+    """Simulated amdsmi. Configure GPUs, :meth:`install`, then drive the clock (a
+    :class:`fakes.clock.FakeClock`).
 
     Args:
         gpus: the devices in amdsmi handle order.
@@ -115,49 +115,7 @@ class FakeAmdSmi:
         self.import_error = import_error
         self.init_count = 0
         self.calls: dict[str, int] = {}
-        self.t_s = 0.0
-        self._wall_origin: float | None = None
-        self._last_origin: float | None = None
-        self._lock = threading.RLock()
-
-    # ---- clock (as FakeNvml) --------------------------------------------------------------
-    def now_s(self) -> float:
-        """Fake time now. Units: s."""
-        with self._lock:
-            if self._wall_origin is not None:
-                return time.monotonic() - self._wall_origin
-            return self.t_s
-
-    def advance(self, dt_s: float) -> None:
-        """Move the explicit clock forward by ``dt_s`` seconds."""
-        with self._lock:
-            assert self._wall_origin is None, "advance() while on the wall clock"
-            self.t_s += dt_s
-
-    def start(self) -> FakeAmdSmi:
-        """Follow ``time.monotonic`` from the current fake time on."""
-        with self._lock:
-            if self._wall_origin is None:
-                self._wall_origin = self._last_origin = time.monotonic() - self.t_s
-        return self
-
-    def stop(self) -> None:
-        """Freeze the clock."""
-        with self._lock:
-            if self._wall_origin is not None:
-                self.t_s = time.monotonic() - self._wall_origin
-                self._wall_origin = None
-
-    def fake_time_at(self, t_mono: float) -> float:
-        """Fake time of a ``time.monotonic()`` value during the last wall-clock period."""
-        assert self._last_origin is not None, "the wall clock never ran"
-        return t_mono - self._last_origin
-
-    def __enter__(self) -> FakeAmdSmi:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+        super().__init__()  # the clock: advance(), start() / stop(), now_s(), fake_time_at()
 
     # ---- ground truth ---------------------------------------------------------------------
     def expected_energy_j(

@@ -20,12 +20,10 @@ at a fixed voltage (scripts chosen so ``P / V`` is a whole mA are exact).
 from __future__ import annotations
 
 import os
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from fakes.clock import RewritingClock
 from fakes.powercap import Script, integrate_j, power_at_w
 
 __all__ = ["FakeHwmon"]
@@ -42,20 +40,15 @@ class _Sensor:
     broken_at_s: float | None = None
 
 
-class FakeHwmon:
+class FakeHwmon(RewritingClock):
     """A sysfs root with hwmon chips and INA3221 rails (see the module docstring)."""
 
     def __init__(self, root: Path, period_s: float = 0.002) -> None:
         self.sysfs = Path(root)
         (self.sysfs / "class" / "hwmon").mkdir(parents=True, exist_ok=True)
         self.sensors: list[_Sensor] = []
-        self.period_s = period_s
-        self.t_s = 0.0
         self._n = 0
-        self._lock = threading.RLock()
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._wall_origin = 0.0
+        super().__init__(period_s, "fake-hwmon")  # the clock: advance(), start(), now_s()
 
     # ---- tree -----------------------------------------------------------------------------
     def _hwmon(self, parent: Path, name: str) -> Path:
@@ -166,48 +159,6 @@ class FakeHwmon:
         if s.broken_at_s is not None:
             until = min(until, s.broken_at_s)
         return integrate_j(s.power_w, since_s, until)
-
-    # ---- clock ----------------------------------------------------------------------------
-    def advance(self, dt_s: float) -> None:
-        """Move the fake clock forward and rewrite the files."""
-        assert self._thread is None, "advance() while the wall-clock thread runs"
-        with self._lock:
-            self.t_s += dt_s
-            self._write_all()
-
-    def now_s(self) -> float:
-        with self._lock:
-            return self.t_s
-
-    def fake_time_at(self, t_mono: float) -> float:
-        return t_mono - self._wall_origin
-
-    def start(self) -> FakeHwmon:
-        if self._thread is None:
-            self._wall_origin = time.monotonic() - self.t_s
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="fake-hwmon", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self._thread = None
-
-    def __enter__(self) -> FakeHwmon:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with self._lock:
-                self.t_s = time.monotonic() - self._wall_origin
-                self._write_all()
-            self._stop.wait(self.period_s)
 
     # ---- files ----------------------------------------------------------------------------
     def break_device(self, device: str) -> None:

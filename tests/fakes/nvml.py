@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import math
 import os
-import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pynvml
 
+from fakes.clock import FakeClock
 from fakes.powercap import Script, integrate_j, power_at_w
 
 __all__ = ["FakeGpu", "FakeNvml", "default_gpus"]
@@ -113,7 +112,7 @@ class _MigHandle:
         return f"<fake nvml MIG handle {self.uuid} on {self.parent}>"
 
 
-class FakeNvml:
+class FakeNvml(FakeClock):
     """Simulated NVML. Configure GPUs, :meth:`install`, then drive the clock.
 
     Args:
@@ -138,10 +137,7 @@ class FakeNvml:
         self.driver_loaded = driver_loaded
         self.init_count = 0  # current NVML reference count
         self.calls: dict[str, int] = {}
-        self.t_s = 0.0
-        self._wall_origin: float | None = None
-        self._last_origin: float | None = None  # kept after stop() for fake_time_at()
-        self._lock = threading.RLock()
+        super().__init__()  # the clock: advance(), start() / stop(), now_s(), fake_time_at()
 
     def set_gpus(self, gpus: Iterable[FakeGpu]) -> None:
         """Replace the devices (before the code under test enumerates them)."""
@@ -150,47 +146,6 @@ class FakeNvml:
             if g.uuid is None:
                 seed = (0x9E3779B1 * (i + 1)) & 0xFFFFFFFF  # distinct leading digits per index
                 g.uuid = f"GPU-{seed:08x}-4a5b-8c9d-0e1f-{i:012x}"
-
-    # ---- clock ----------------------------------------------------------------------------
-
-    def now_s(self) -> float:
-        """Fake time now: the explicit clock, or wall time while started. Units: s."""
-        with self._lock:
-            if self._wall_origin is not None:
-                return time.monotonic() - self._wall_origin
-            return self.t_s
-
-    def advance(self, dt_s: float) -> None:
-        """Move the explicit clock forward by ``dt_s`` seconds."""
-        with self._lock:
-            if self._wall_origin is not None:
-                raise RuntimeError("advance() while on the wall clock; stop() first")
-            self.t_s += dt_s
-
-    def start(self) -> FakeNvml:
-        """Follow the wall clock (``time.monotonic``) from the current fake time on."""
-        with self._lock:
-            if self._wall_origin is None:
-                self._wall_origin = self._last_origin = time.monotonic() - self.t_s
-        return self
-
-    def stop(self) -> None:
-        """Freeze the clock at the current wall time."""
-        with self._lock:
-            if self._wall_origin is not None:
-                self.t_s = time.monotonic() - self._wall_origin
-                self._wall_origin = None
-
-    def fake_time_at(self, t_mono: float) -> float:
-        """Fake time of a ``time.monotonic()`` value during the last wall-clock period."""
-        assert self._last_origin is not None, "the wall clock never ran"
-        return t_mono - self._last_origin
-
-    def __enter__(self) -> FakeNvml:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
     # ---- ground truth ---------------------------------------------------------------------
 

@@ -23,12 +23,12 @@ non-root users.
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from fakes.clock import RewritingClock
 
 __all__ = ["FakeDomain", "FakePowercap", "Script", "integrate_j", "standard_domains"]
 
@@ -157,7 +157,7 @@ def standard_domains(
     return out
 
 
-class FakePowercap:
+class FakePowercap(RewritingClock):
     """A powercap tree under ``root/class/powercap`` whose counters follow power scripts.
 
     Args:
@@ -190,12 +190,7 @@ class FakePowercap:
             next(d for d in doms if d.zone == zone).power_w = script
         self.domains = {d.zone: d for d in doms}
         self.max_energy_range_uj = max_energy_range_uj
-        self.period_s = period_s
-        self.t_s = 0.0
-        self._lock = threading.RLock()
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._wall_origin = 0.0  # time.monotonic() minus fake t when the wall clock runs
+        super().__init__(period_s, "fake-powercap")  # the clock: advance(), start(), now_s()
         self._denied: set[str] = set()
         self._broken: set[str] = set()
         self._dirs: dict[str, Path] = {}
@@ -285,56 +280,6 @@ class FakePowercap:
             if d.device == key:
                 return d.zone
         raise KeyError(f"no fake zone or device {key!r}")
-
-    # ---- clock ----------------------------------------------------------------------------
-
-    def advance(self, dt_s: float) -> None:
-        """Move the fake clock forward by ``dt_s`` seconds and rewrite the counters."""
-        if self._thread is not None:
-            raise RuntimeError("advance() while the wall-clock thread runs; stop() it first")
-        with self._lock:
-            self.t_s += dt_s
-            self._write_all()
-
-    def now_s(self) -> float:
-        """The fake time of the last write. Units: s."""
-        with self._lock:
-            return self.t_s
-
-    def fake_time_at(self, t_mono: float) -> float:
-        """Fake time corresponding to a ``time.monotonic()`` value while the wall clock runs."""
-        return t_mono - self._wall_origin
-
-    def start(self) -> FakePowercap:
-        """Let the counters follow the wall clock: a thread rewrites them every ``period_s``."""
-        if self._thread is not None:
-            return self
-        self._wall_origin = time.monotonic() - self.t_s
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="fake-powercap", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop the wall-clock thread (the counters keep their last values)."""
-        if self._thread is None:
-            return
-        self._stop.set()
-        self._thread.join()
-        self._thread = None
-
-    def __enter__(self) -> FakePowercap:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with self._lock:
-                self.t_s = time.monotonic() - self._wall_origin
-                self._write_all()
-            self._stop.wait(self.period_s)
 
     # ---- files ----------------------------------------------------------------------------
 
