@@ -12,10 +12,11 @@ the forecast use the intensity resolved for the run's start.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
-from greentrack.errors import GreentrackError
+from greentrack.errors import GreentrackError, IntensityError
 from greentrack.units import J_PER_KWH
 
 __all__ = ["RunCost"]
@@ -34,14 +35,24 @@ class RunCost:
         self.carbon: dict[str, Any] = {}
         self.ctx: Any = None  # the CarbonContext, or the GreentrackError resolving it gave
         self._prefetched = False
+        self._prefetch_lock = threading.Lock()
+        self._resolved = threading.Event()  # set once prefetch() has finished (either way)
         self._budget_warned = False
 
     def prefetch(self, run: Any) -> None:
         """On the checkpoint thread, while training runs: resolve the zone and intensity source
-        and import what accounting needs, so that ``stop()`` only does arithmetic."""
-        if self._prefetched:
-            return
-        self._prefetched = True
+        and import what accounting needs, so that ``stop()`` only does arithmetic. Runs once;
+        a second caller returns at once (:meth:`account` waits for the first to finish)."""
+        with self._prefetch_lock:
+            if self._prefetched:
+                return
+            self._prefetched = True
+        try:
+            self._prefetch(run)
+        finally:
+            self._resolved.set()
+
+    def _prefetch(self, run: Any) -> None:
         try:
             from greentrack.carbon.runcarbon import prepare, warm
 
@@ -77,6 +88,13 @@ class RunCost:
 
         assert run._sampler is not None
         self.prefetch(run)  # normally done already, on the checkpoint thread
+        # ... or under way there (a cloud metadata server, a live provider): wait for it, within
+        # the final write's deadline, rather than account with no context
+        if not self._resolved.wait(timeout=run.flush_timeout_s):
+            raise IntensityError(
+                f"the grid intensity was not resolved within {run.flush_timeout_s:g} s "
+                "(flush_timeout_s); recompute it later with `greentrack whatif RUN`"
+            )
         if isinstance(self.ctx, GreentrackError):
             raise self.ctx
         series = {d: (s.t_s, s.energy_j) for d, s in run._sampler.series.items()}

@@ -36,7 +36,6 @@ Example ``~/.greentrack/config.toml``::
 
 from __future__ import annotations
 
-import difflib
 import logging
 import math
 import os
@@ -288,6 +287,8 @@ def check_checkpoint_s(value: Any, what: str = "checkpoint_s") -> float:
 
 
 def _closest(key: str, known: tuple[str, ...] | list[str]) -> str:
+    import difflib  # only for the message
+
     match = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     return f"; did you mean {match[0]!r}?" if match else f"; known keys: {', '.join(known)}"
 
@@ -317,6 +318,8 @@ def unknown_keys(data: dict[str, Any]) -> list[str]:
                 continue
             known = [*KNOWN_PROVIDER_KEYS[name], *_COMMON_PROVIDER_KEYS]
             for key in opts:
+                import difflib  # only for the message
+
                 near = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
                 if key not in known and near:
                     out.append(

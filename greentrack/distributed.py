@@ -61,6 +61,7 @@ from greentrack.meters.gpu_placement import (
     shared_counter_note,
     visible_gpus,
 )
+from greentrack.store.digest import uuid5_hex
 from greentrack.store.rank_events import JOINED_SOURCE, joined_message
 
 __all__ = [
@@ -200,7 +201,7 @@ def env_run_id(env: Mapping[str, str] | None = None, nth: int = 0) -> str | None
         key = f"mpi:{env.get('PMIX_NAMESPACE') or env.get('OMPI_MCA_ess_base_jobid')}"
     if key is None:
         return None
-    return uuid.uuid5(_NAMESPACE, f"{key}:{nth}").hex
+    return uuid5_hex(_NAMESPACE, f"{key}:{nth}")
 
 
 def _process_group() -> Any | None:
@@ -432,7 +433,7 @@ def event_id(run_id: str, source: str, message: str, occurrence: int = 0) -> str
     writes nothing twice; a message repeated within one process keeps each repetition.
     """
     key = json.dumps([run_id, source, message, int(occurrence)])
-    return uuid.uuid5(_NAMESPACE, key).hex
+    return uuid5_hex(_NAMESPACE, key)
 
 
 def joined_note(placement: Placement) -> str | None:

@@ -294,8 +294,9 @@ def meter_notes(meters: Sequence[Meter]) -> dict[str, str]:
     return out
 
 
-def run_fields(run: Any, final: bool) -> dict[str, Any]:
-    """The run row's fields for a checkpoint of ``run`` (times as naive UTC datetimes)."""
+def ensure_meta(run: Any) -> None:
+    """Collect ``run``'s metadata (git, host; :mod:`greentrack.metadata`) once. Called before
+    the run's lock is taken: ``stop()`` never waits on git behind a checkpoint's lock."""
     if run._meta is None:
         from greentrack.metadata import collect, secret_values
 
@@ -305,6 +306,11 @@ def run_fields(run: Any, final: bool) -> dict[str, Any]:
                 [*secret_values(run.config.providers), *run._mask.secrets],
             )
         )
+
+
+def run_fields(run: Any, final: bool) -> dict[str, Any]:
+    """The run row's fields for a checkpoint of ``run`` (times as naive UTC datetimes)."""
+    ensure_meta(run)
     now_mono = run.t1_mono if final and run.t1_mono is not None else time.monotonic()
     fields: dict[str, Any] = {
         "project": run.project,
@@ -348,6 +354,7 @@ def make_checkpoint(run: Any, points: Sequence[SamplePoint], *, final: bool) -> 
     since the last one, and the latest cumulative state. Its pending lists start afresh."""
     assert run._sampler is not None
     notes = {**run._notes, **meter_notes(run._sampler.meters)}
+    ensure_meta(run)  # outside the lock (git takes milliseconds)
     with run._state_lock:
         # each device's CO2e (after stop's accounting): the store sums every rank's, on the
         # node's energy where a rank accounted it so (greentrack.store.writer)

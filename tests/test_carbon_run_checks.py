@@ -296,3 +296,30 @@ def test_phase_occurrences_beyond_the_kept_ones_still_count_in_the_total(sqlite_
     rows = shown["phases"]
     assert len(rows) == 11 and all(p["co2e_g"] is not None for p in rows)
     assert sum(p["co2e_g"] for p in rows) == pytest.approx(step.co2e_g, rel=1e-9)
+
+
+def test_stop_waits_for_an_intensity_still_being_resolved(sqlite_url, monkeypatch) -> None:
+    """A zone resolved off-thread (cloud metadata, a live provider) that is still resolving when
+    the run stops: stop() waits for it (within flush_timeout_s) instead of accounting with no
+    context (which gave "CO2e not computed: internal error")."""
+    import time
+
+    import greentrack as gt
+    from greentrack.carbon import runcarbon
+
+    real_prepare = runcarbon.prepare
+    calls = []
+
+    def slow_prepare(*args, **kwargs):
+        calls.append(time.monotonic())
+        time.sleep(0.5)
+        return real_prepare(*args, **kwargs)
+
+    monkeypatch.setattr(runcarbon, "needs_network", lambda *a, **k: True)
+    monkeypatch.setattr(runcarbon, "prepare", slow_prepare)
+    with gt.track("slow-zone", db=sqlite_url, region="FR", interval_s=0.05) as run:
+        time.sleep(0.1)  # the first checkpoint has started resolving
+    s = run.summary()
+    assert len(calls) == 1  # resolved once, on the checkpoint thread
+    assert s.co2e_g is not None and s.co2e_g > 0, s.warnings
+    assert not any("internal error" in w for w in s.warnings)

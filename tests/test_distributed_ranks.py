@@ -21,21 +21,11 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from tests_helpers import show_run
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 WARNING = "the same warning on every rank"
-
-
-def _show(url: str, run_id: str) -> tuple[dict, str]:
-    from greentrack.cli import main
-
-    runner = CliRunner()
-    as_json = runner.invoke(main, ["show", run_id, "--db", url, "--format", "json"])
-    table = runner.invoke(main, ["show", run_id, "--db", url])
-    assert as_json.exit_code == 0 and table.exit_code == 0, as_json.output + table.output
-    return json.loads(as_json.output), table.output
 
 
 def _events(url: str, run_id: str) -> list[dict]:
@@ -53,7 +43,7 @@ def _events(url: str, run_id: str) -> list[dict]:
 
 def _check_run(url: str, run_id: str, host: str, world: int) -> None:
     """Every rank listed; ranks > 0 at 0 J measured by rank 0; the shared warning stored once."""
-    obj, table = _show(url, run_id)
+    obj, table = show_run(url, run_id)
     procs = {p["rank"]: p for p in obj["processes"]}
     assert sorted(procs) == list(range(world))
     assert {c["device"] for c in procs[0]["components"]} == {"cpu:estimate", "ram:estimate"}

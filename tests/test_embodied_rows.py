@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from fakes.amd import FakeAmdGpu, FakeAmdSmi, mi250x
 from fakes.nvml import FakeGpu, FakeNvml
+from tests_helpers import stored_run
 
 from greentrack.carbon.embodied import (
     MISSING_NOTE,
@@ -107,16 +108,6 @@ def _config(home: Path) -> None:
     )
 
 
-def _stored(url: str, run_id: str) -> dict:
-    from greentrack.store import queries
-
-    conn = queries.open_store(url)
-    try:
-        return queries.get_run(conn, run_id)
-    finally:
-        conn.close()
-
-
 def _expected_g(model: str, count: int, t_s: float) -> float:
     """The table's kg for ``model`` x count x TiR / (EL x utilisation), in grams."""
     kg = load_table().lookup("gpu", model).kg_co2e
@@ -142,7 +133,7 @@ def test_a_run_on_simulated_nvidia_gpus_stores_each_rows_share(
     fake = FakeNvml([FakeGpu(m, power_w=300.0) for m in models]).install(monkeypatch)
     with fake, gt.track("rows", db=sqlite_url, region="FR", interval_s=0.05) as run:
         time.sleep(0.2)
-    obj = _stored(sqlite_url, run.id)
+    obj = stored_run(sqlite_url, run.id)
     emb = obj["embodied"]
     gpus = {d["model"]: d for d in emb["devices"] if d["kind"] == "gpu"}
     assert set(gpus) == set(models) - {"NVIDIA H200"}
@@ -175,7 +166,7 @@ def test_a_run_on_a_simulated_mi250x_counts_the_package_once(
     fake.install(monkeypatch)
     with fake, gt.track("mi250x", db=sqlite_url, interval_s=0.02) as run:
         time.sleep(0.6)
-    obj = _stored(sqlite_url, run.id)
+    obj = stored_run(sqlite_url, run.id)
     emb = obj["embodied"]
     (d,) = [d for d in emb["devices"] if d["kind"] == "gpu"]
     # two dies (GCDs) sharing one package counter: one package, one row

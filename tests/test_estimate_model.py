@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from fakes.procfs import EPYC_VM, LAPTOP_I7, MACHINES, UNKNOWN_VM, XEON_2S, Machine, ScriptedProcfs
+from tests_helpers import stored_run
 
 import greentrack as gt
 from greentrack.errors import MeterError
@@ -37,7 +38,6 @@ from greentrack.meters.cpu_model import (
 from greentrack.meters.cpu_spec import cpu_specs_path
 from greentrack.meters.estimate import system_cpu_times
 from greentrack.meters.proctree import ProcessTree
-from greentrack.store import queries
 
 LINUX = sys.platform.startswith("linux")
 pytestmark = pytest.mark.skipif(not LINUX, reason="procfs layouts")
@@ -223,15 +223,28 @@ def test_open_meters_reads_the_procfs_root_from_the_environment(procfs):
     assert meters["ram-estimate"].total_gib == pytest.approx(16.0)
 
 
+def test_the_procfs_root_can_be_set_in_config_toml(procfs, monkeypatch, gt_home):
+    """`procfs = "..."` in config.toml points the estimates (and the process tree) there, as
+    GREENTRACK_PROCFS does; the environment wins over the file."""
+    fake = procfs(EPYC_VM)
+    monkeypatch.delenv("GREENTRACK_PROCFS")
+    gt_home.mkdir(parents=True, exist_ok=True)
+    (gt_home / "config.toml").write_text(f'procfs = "{fake.root}"\n')
+    from greentrack.config import load_config
+
+    config = load_config()
+    assert config.procfs == fake.root
+    meters = {m.name: m for m in open_meters(config, gpu=False)}
+    assert meters["cpu-estimate"].tdp_w == pytest.approx(8.75)
+    assert meters["ram-estimate"].total_gib == pytest.approx(16.0)
+    (gt_home / "config.toml").write_text(f'procfs = "{fake.root}"\ncpu_share = "process"\n')
+    meters = {m.name: m for m in open_meters(load_config(), gpu=False)}
+    assert meters["ram-estimate"].tree.proc == fake.root  # the process tree reads it too
+    monkeypatch.setenv("GREENTRACK_PROCFS", "/proc")
+    assert load_config().procfs.as_posix() == "/proc"
+
+
 # -- tracked runs ------------------------------------------------------------------------------
-def _stored(url: str, run_id: str) -> dict:
-    conn = queries.open_store(url)
-    try:
-        return queries.get_run(conn, run_id)
-    finally:
-        conn.close()
-
-
 def _components(obj: dict) -> dict[str, dict]:
     comps = obj.get("components") or [c for p in obj["processes"] for c in p["components"]]
     return {c["device"]: c for c in comps}
@@ -253,7 +266,7 @@ def test_tracked_run_gets_the_energy_the_model_predicts(procfs, sqlite_url, mach
     # before the last read, which a busy machine may still delay: 0.05 s of it allowed
     assert got["cpu:estimate"] == pytest.approx(cpu_w * s.duration_s, rel=0.02, abs=cpu_w * 0.05)
     assert got["ram:estimate"] == pytest.approx(ram_w * s.duration_s, rel=0.02)
-    comps = _components(_stored(sqlite_url, run.id))
+    comps = _components(stored_run(sqlite_url, run.id))
     assert comps["cpu:estimate"]["energy_j"] == pytest.approx(got["cpu:estimate"])
     assert comps["cpu:estimate"]["method"] == "estimated"
     note = comps["cpu:estimate"].get("note") or ""

@@ -15,19 +15,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from fakes.bmc import FakeIpmitool, RedfishServer
+from tests_helpers import show_run
 
 import greentrack as gt
 from greentrack.carbon.static import static_intensity
 from greentrack.cli import main
 from greentrack.units import J_PER_KWH
-
-
-def _show(url: str, run_id: str) -> tuple[dict, str]:
-    runner = CliRunner()
-    as_json = runner.invoke(main, ["show", run_id, "--db", url, "--format", "json"])
-    table = runner.invoke(main, ["show", run_id, "--db", url])
-    assert as_json.exit_code == 0 and table.exit_code == 0, as_json.output + table.output
-    return json.loads(as_json.output), table.output
 
 
 @pytest.fixture
@@ -66,7 +59,7 @@ def test_ipmi_node_power_on_a_tracked_run(ipmitool: FakeIpmitool, sqlite_url: st
         sum(phase.components.values())
     )
 
-    obj, table = _show(sqlite_url, run.id)
+    obj, table = show_run(sqlite_url, run.id)
     assert obj["energy_j"] == pytest.approx(s.energy_j)  # the store's sum leaves the node out
     assert obj["node_energy_j"] == pytest.approx(s.node_energy_j)
     assert obj["co2e_basis"] == "node" and obj["co2e_g"] == pytest.approx(s.co2e_g)
@@ -89,6 +82,17 @@ def test_ipmi_node_power_on_a_tracked_run(ipmitool: FakeIpmitool, sqlite_url: st
     assert pt["node_energy_kwh"] == pytest.approx(s.node_energy_j / J_PER_KWH)
     # intensity = CO2e / the facility energy it is of (node × PUE), i.e. the zone's figure
     assert pt["intensity"]["time_weighted_g_per_kwh"] == pytest.approx(g_per_kwh, rel=1e-6)
+    assert "Node (node:bmc): whole-node power from the BMC" in md  # its note, under Assumptions
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(make_report([run.id], db_url=sqlite_url,
+                                                       fmt="csv").text)))  # fmt: skip
+    assert float(rows[0]["node_energy_kwh"]) == pytest.approx(pt["node_energy_kwh"])
+    assert rows[0]["co2e_basis"] == "node"
+    frame = gt.runs_frame(db=sqlite_url)
+    assert frame["node_energy_kwh"][0] == pytest.approx(pt["node_energy_kwh"])
+    assert frame["energy_kwh"][0] == pytest.approx(s.energy_j / J_PER_KWH)
 
 
 def test_the_bmc_is_never_waited_for_and_a_lost_bmc_falls_back(
@@ -110,7 +114,7 @@ def test_the_bmc_is_never_waited_for_and_a_lost_bmc_falls_back(
     assert s.node == [] and s.co2e_basis == "components"  # never answered: no node figure
     assert any("timed out after 0.1 s" in w for w in s.warnings)
     assert any("failed 3 times in a row" in w for w in s.warnings)
-    assert _show(sqlite_url, run.id)[0]["node_energy_j"] is None
+    assert show_run(sqlite_url, run.id)[0]["node_energy_j"] is None
     assert any("CO2e is of the components' energy" in w for w in s.warnings)
 
     ipmitool.set_mode("ok")
@@ -124,7 +128,7 @@ def test_the_bmc_is_never_waited_for_and_a_lost_bmc_falls_back(
     g_per_kwh, _ = static_intensity("FR")
     assert s.co2e_g == pytest.approx(s.energy_j / J_PER_KWH * g_per_kwh, rel=1e-6)
     assert any("no longer counted" in w and "modprobe" in w for w in s.warnings)
-    obj, _ = _show(sqlite_url, run.id)
+    obj, _ = show_run(sqlite_url, run.id)
     assert obj["co2e_basis"] == "components" and obj["co2e_g"] == pytest.approx(s.co2e_g)
     assert obj["node_energy_j"] == pytest.approx(s.node_energy_j)
 
@@ -155,7 +159,7 @@ def test_redfish_over_https_on_a_tracked_run_keeps_no_secret(
     assert s.node_energy_j == pytest.approx(truth_j, rel=0.02)
     assert s.node[0].device == "node:bmc" and s.co2e_basis == "node"
     assert any(bmc.password not in w and "***" in w for w in s.warnings)
-    obj, table = _show(sqlite_url, run.id)
+    obj, table = show_run(sqlite_url, run.id)
     assert "BMC via Redfish EnvironmentMetrics" in obj["node_power"][0]["note"]
     assert "measured at the node:" in table
     from greentrack.report.pricetag import make_report
@@ -226,7 +230,7 @@ def test_a_multi_node_runs_co2e_counts_every_rank(
             time.sleep(0.6)
         summaries[rank] = run.summary()
     assert summaries[1].co2e_basis == "node" and summaries[0].co2e_basis == "components"
-    obj, table = _show(sqlite_url, run_id)
+    obj, table = show_run(sqlite_url, run_id)
     assert obj["co2e_g"] == pytest.approx(summaries[0].co2e_g + summaries[1].co2e_g)
     assert obj["co2e_basis"] == "node+components"
     assert obj["energy_j"] == pytest.approx(summaries[0].energy_j + summaries[1].energy_j)
@@ -270,3 +274,35 @@ def test_the_node_power_example_prints_the_node_line(gt_home: Path) -> None:
     node_kwh = float(re.search(r"measured at the node: ([\d.e+-]+) kWh", done.stdout).group(1))
     assert node_kwh * J_PER_KWH == pytest.approx(350.0 * duration_s, rel=0.05)  # 0.1 s printed
     assert "CO2e of the node's energy" in done.stdout
+
+
+def test_a_spooled_node_run_syncs_to_the_same_figures_twice(
+    ipmitool: FakeIpmitool, tmp_path: Path
+) -> None:
+    """The store is away for the whole run: `greentrack sync` writes the node's figure beside
+    the components, the CO2e of the node's energy; syncing the same spool again changes
+    nothing (the totals are recomputed from the rows, not added to)."""
+    from greentrack.config import load_config
+    from greentrack.store.spool import Spool
+
+    blocker = tmp_path / "mnt"
+    blocker.write_text("the database volume is not mounted")  # a file where the folder should be
+    url = f"sqlite:///{blocker}/runs.db"
+    with gt.track("offline-node", db=url, region="FR", interval_s=0.1, checkpoint_s=0.2) as run:
+        time.sleep(1.0)
+    s = run.summary()
+    assert s.node_energy_j and s.co2e_basis == "node"
+    spool = Spool.for_store(load_config().spool_dir, url)
+    lines = {p: p.read_bytes() for p in spool.dir.rglob("*") if p.is_file()}
+    blocker.unlink()
+    blocker.mkdir()
+    for _ in range(2):
+        done = CliRunner().invoke(main, ["sync", "--db", url])
+        assert done.exit_code == 0, done.output
+        obj, _ = show_run(url, run.id)
+        assert obj["energy_j"] == pytest.approx(s.energy_j, rel=1e-12)
+        assert obj["node_energy_j"] == pytest.approx(s.node_energy_j, rel=1e-12)
+        assert obj["co2e_basis"] == "node" and obj["co2e_g"] == pytest.approx(s.co2e_g)
+        for p, data in lines.items():  # put the same spool back: a replay
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(data)

@@ -64,3 +64,29 @@ def checkpoint(
         samples=samples,
         **extra,
     )
+
+
+def stored_run(url: str, run_id: str) -> dict[str, Any]:
+    """The run object ``greentrack show --format json`` prints, read through the library."""
+    from greentrack.store import queries
+
+    conn = queries.open_store(url)
+    try:
+        return queries.get_run(conn, run_id)
+    finally:
+        conn.close()
+
+
+def show_run(url: str, run_id: str) -> tuple[dict[str, Any], str]:
+    """``greentrack show RUN`` as a user runs it: ``(the JSON object, the human table)``."""
+    import json
+
+    from click.testing import CliRunner
+
+    from greentrack.cli import main
+
+    runner = CliRunner()
+    as_json = runner.invoke(main, ["show", run_id, "--db", url, "--format", "json"])
+    table = runner.invoke(main, ["show", run_id, "--db", url])
+    assert as_json.exit_code == 0 and table.exit_code == 0, as_json.output + table.output
+    return json.loads(as_json.output), table.output

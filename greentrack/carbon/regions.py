@@ -26,14 +26,14 @@ the config file (``[providers.cloud_metadata] gcp_url / aws_url / azure_url / ti
 
 from __future__ import annotations
 
-import difflib
 import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from greentrack.errors import UnknownRegionError
 
 if TYPE_CHECKING:
+    from greentrack.carbon._data import CloudRegion
     from greentrack.config import Config
 
 __all__ = [
@@ -121,6 +121,11 @@ class ResolvedRegion:
 
 
 class _Catalogue:
+    """Every zone and spelling greentrack knows (~575 zones from three CSVs and two of
+    codecarbon's JSON files: ~5 ms to build), for the spellings :func:`_quick_lookup` does not
+    answer, suggestions and :func:`known_zones`. A zone id wins over an alias (the last section
+    naming an id wins); between aliases the first one added wins."""
+
     def __init__(self) -> None:
         from greentrack.carbon._data import (
             cloud_regions,
@@ -138,10 +143,10 @@ class _Catalogue:
             for a in aliases:
                 self.aliases.setdefault(_norm(a), info.zone)
 
-        add(ZoneInfo(DEFAULT_ZONE, "world", "World average", DEFAULT_ZONE, DEFAULT_ZONE, ""))
+        add(_WORLD)
         to3, _, names = countries()
         for iso2, iso3 in to3.items():
-            add(ZoneInfo(iso2, "country", names[iso2], iso2, iso2, iso2), iso3, names[iso2])
+            add(_country(iso2, names), iso3, names[iso2])
         self.aliases[_norm("UK")] = "GB"
 
         usa = codecarbon_json("private_infra/2023/usa_emissions.json")
@@ -149,31 +154,24 @@ class _Catalogue:
             code = row.get("regionCode", "") if isinstance(row, dict) else ""
             if key.startswith("_") or len(code) != 2:
                 continue
-            z = f"US-{code.upper()}"
-            add(ZoneInfo(z, "us-state", key.title(), z, z, "US"))
+            add(_us_state(f"US-{code.upper()}", key))
         for name, code in CANADA_PROVINCES.items():
-            z = f"CA-{code}"
-            add(ZoneInfo(z, "ca-province", name.title(), z, z, z))
+            add(_ca_province(name, code))
         china = codecarbon_json("private_infra/2023/china_provincial_emissions.json")["data"]
         for z, row in china.items():
-            add(ZoneInfo(z, "cn-province", row.get("description", z), z, z, "CN"))
+            add(_cn_province(z, row))
         for z, row in subnational_zones().items():
-            add(ZoneInfo(z, "subnational", row["name"], row["static"], z, z), *row["aliases"])
+            add(_subnational(z, row), *row["aliases"])
         for z, cr in cloud_regions().items():
-            em = cr.em_zone or cr.location
-            add(ZoneInfo(z, "cloud", f"{cr.site} ({z})", z, cr.location, em))
+            add(_cloud(z, cr))
 
     def lookup(self, text: str) -> ZoneInfo | None:
-        key = _norm(text)
-        if ":" in key:
-            provider, _, region = key.partition(":")
-            provider = _CLOUD_PROVIDER_ALIASES.get(provider.lower(), provider.lower())
-            region = GCP_REGION_FIXES.get(region.lower(), region.lower())
-            key = _norm(f"{provider}:{region}")
-        zone = self.aliases.get(key)
+        zone = self.aliases.get(_key(text))
         return self.zones[zone] if zone else None
 
     def suggestions(self, text: str, n: int = 5) -> list[str]:
+        import difflib  # only for an unknown zone's message (~1 ms to import)
+
         key = _norm(text)
         candidates = list(self.aliases)
         out: list[str] = []
@@ -182,6 +180,142 @@ class _Catalogue:
             if zone not in out:
                 out.append(zone)
         return out[:n]
+
+
+# The zone of each section of the catalogue, built the same way by the catalogue and by the
+# fast path (tests/test_carbon_regions_fast.py checks every spelling resolves the same).
+_WORLD = ZoneInfo(DEFAULT_ZONE, "world", "World average", DEFAULT_ZONE, DEFAULT_ZONE, "")
+
+
+def _country(iso2: str, names: dict[str, str]) -> ZoneInfo:
+    return ZoneInfo(iso2, "country", names[iso2], iso2, iso2, iso2)
+
+
+def _us_state(zone: str, key: str) -> ZoneInfo:
+    return ZoneInfo(zone, "us-state", key.title(), zone, zone, "US")
+
+
+def _ca_province(name: str, code: str) -> ZoneInfo:
+    zone = f"CA-{code}"
+    return ZoneInfo(zone, "ca-province", name.title(), zone, zone, zone)
+
+
+def _cn_province(zone: str, row: dict[str, Any]) -> ZoneInfo:
+    return ZoneInfo(zone, "cn-province", row.get("description", zone), zone, zone, "CN")
+
+
+def _subnational(zone: str, row: dict[str, Any]) -> ZoneInfo:
+    return ZoneInfo(zone, "subnational", row["name"], row["static"], zone, zone)
+
+
+def _cloud(zone: str, cr: CloudRegion) -> ZoneInfo:
+    em = cr.em_zone or cr.location
+    return ZoneInfo(zone, "cloud", f"{cr.site} ({zone})", zone, cr.location, em)
+
+
+def _key(text: str) -> str:
+    """The catalogue's key for ``text``: :func:`_norm`, cloud provider aliases and codecarbon's
+    misspelt GCP region resolved (``google:me-cenrtal1`` -> ``gcp:me-central1``)."""
+    key = _norm(text)
+    if ":" in key:
+        provider, _, region = key.partition(":")
+        provider = _CLOUD_PROVIDER_ALIASES.get(provider.lower(), provider.lower())
+        region = GCP_REGION_FIXES.get(region.lower(), region.lower())
+        key = _norm(f"{provider}:{region}")
+    return key
+
+
+def _quick_lookup(text: str) -> ZoneInfo | None:
+    """The zone of the common spellings without building the catalogue, else None.
+
+    ``WORLD`` (the default: no file read), ISO 3166 countries (code, alpha-3, name, ``UK``:
+    ``countries.csv``, which the static source reads anyway), cloud regions
+    (``cloud_regions.csv``), and the ids of US states, Canadian and Chinese provinces and
+    listed sub-national zones (each with the data file the static source reads for it, and
+    ``zones.csv``, whose ids win: ``US-AK`` is listed there). Other spellings (sub-national
+    aliases such as ``CISO``) return None: the catalogue answers them. Same answer as the
+    catalogue for every spelling it knows (tested on all of them).
+    """
+    key = _key(text)
+    if key == DEFAULT_ZONE:
+        return _WORLD
+    if ":" in key:  # only cloud region ids have a colon: the catalogue's last section
+        return _cloud_index().get(key)
+    if "-" in key:  # a zone id wins over an alias, the last section naming it first
+        for index in (_subnational_index, _cn_index, _ca_index, _us_index):
+            info = index().get(key)
+            if info is not None:
+                return info
+    else:
+        info = _iso2_index().get(key)
+        if info is not None:
+            return info
+    if key == "UK":
+        return _iso2_index()["GB"]
+    return _country_alias_index().get(key)
+
+
+@functools.cache
+def _iso2_index() -> dict[str, ZoneInfo]:
+    from greentrack.carbon._data import countries
+
+    to3, _, names = countries()
+    return {_norm(iso2): _country(iso2, names) for iso2 in to3}
+
+
+@functools.cache
+def _country_alias_index() -> dict[str, ZoneInfo]:
+    """Alpha-3 codes and names -> country (the first country naming a spelling wins)."""
+    from greentrack.carbon._data import countries
+
+    to3, _, names = countries()
+    out: dict[str, ZoneInfo] = {}
+    for iso2, iso3 in to3.items():
+        info = _country(iso2, names)
+        out.setdefault(_norm(iso3), info)
+        out.setdefault(_norm(names[iso2]), info)
+    return out
+
+
+@functools.cache
+def _us_index() -> dict[str, ZoneInfo]:
+    from greentrack.carbon._data import codecarbon_json
+
+    out: dict[str, ZoneInfo] = {}
+    for key, row in codecarbon_json("private_infra/2023/usa_emissions.json").items():
+        code = row.get("regionCode", "") if isinstance(row, dict) else ""
+        if not key.startswith("_") and len(code) == 2:
+            info = _us_state(f"US-{code.upper()}", key)
+            out[_norm(info.zone)] = info
+    return out
+
+
+@functools.cache
+def _ca_index() -> dict[str, ZoneInfo]:
+    infos = (_ca_province(name, code) for name, code in CANADA_PROVINCES.items())
+    return {_norm(i.zone): i for i in infos}
+
+
+@functools.cache
+def _cn_index() -> dict[str, ZoneInfo]:
+    from greentrack.carbon._data import codecarbon_json
+
+    china = codecarbon_json("private_infra/2023/china_provincial_emissions.json")["data"]
+    return {_norm(z): _cn_province(z, row) for z, row in china.items()}
+
+
+@functools.cache
+def _subnational_index() -> dict[str, ZoneInfo]:
+    from greentrack.carbon._data import subnational_zones
+
+    return {_norm(z): _subnational(z, row) for z, row in subnational_zones().items()}
+
+
+@functools.cache
+def _cloud_index() -> dict[str, ZoneInfo]:
+    from greentrack.carbon._data import cloud_regions
+
+    return {_norm(z): _cloud(z, cr) for z, cr in cloud_regions().items()}
 
 
 def _norm(text: str) -> str:
@@ -197,13 +331,19 @@ def _catalogue() -> _Catalogue:
     return _Catalogue()
 
 
+def _lookup(text: str) -> ZoneInfo | None:
+    """The zone ``text`` names: the fast path for the common spellings, else the catalogue."""
+    info = _quick_lookup(text)
+    return info if info is not None else _catalogue().lookup(text)
+
+
 def zone_info(text: str) -> ZoneInfo:
     """Look a zone up in any accepted spelling.
 
     Raises:
         UnknownRegionError: no such zone; the message lists the closest known zones.
     """
-    info = _catalogue().lookup(text) if text and text.strip() else None
+    info = _lookup(text) if text and text.strip() else None
     if info is None:
         raise UnknownRegionError(_unknown_message(text))
     return info
@@ -268,7 +408,7 @@ def resolve_region(arg: str | None, config: Config | None = None) -> ResolvedReg
 
 
 def _canonical_from(text: str, origin: str) -> str:
-    info = _catalogue().lookup(text) if text.strip() else None
+    info = _lookup(text) if text.strip() else None
     if info is None:
         raise UnknownRegionError(_unknown_message(text, origin))
     return info.zone
@@ -327,7 +467,7 @@ def detect_cloud_region(config: Config) -> tuple[str | None, str]:
             found = f"azure:{loc}"
     if found is None:
         return None, " (no cloud metadata server answered)"
-    info = _catalogue().lookup(found)
+    info = _lookup(found)
     if info is None:
         return None, f" (cloud metadata says {found}, which greentrack has no data for)"
     return info.zone, ""

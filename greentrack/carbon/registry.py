@@ -20,7 +20,6 @@ Adding a source is one module plus one line here:
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -114,6 +113,8 @@ def lookup(name: str, *, origin: str = "") -> SourceEntry:
     for e in SOURCES:
         if key == e.name or key in e.aliases:
             return e
+    import difflib  # only for the message
+
     close = difflib.get_close_matches(str(name).lower(), all_names(), n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
     raise ConfigError(

@@ -22,17 +22,27 @@ visible GPUs, if any. It never fails because of hardware: a RAPL permission prob
 warning (with the fix) on the CPU estimator, to be stored on the run. :func:`detect` says, for
 ``greentrack detect``, what each meter would do here and why. Nothing is cached between calls,
 so each call sees the current ``Config.sysfs`` and environment.
+
+The meter classes are imported on first use (``from greentrack.meters import NvmlMeter`` works
+as always): a tracked run imports only the modules of the meters its host can have (see the
+``present`` checks of the registry), so a host without an NVIDIA driver or RAPL never imports
+:mod:`~greentrack.meters.nvml` or :mod:`~greentrack.meters.rapl`.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from greentrack.config import Config
 from greentrack.meters import registry
 from greentrack.meters.base import DeviceReading, Meter, MeterStatus, NullMeter
-from greentrack.meters.estimate import CpuEstimateMeter, RamEstimateMeter
-from greentrack.meters.nvml import NvmlMeter
-from greentrack.meters.rapl import RaplMeter
-from greentrack.meters.replay import PowerTrace, ReplayMeter
+
+if TYPE_CHECKING:
+    from greentrack.meters.estimate import CpuEstimateMeter, RamEstimateMeter
+    from greentrack.meters.nvml import NvmlMeter
+    from greentrack.meters.rapl import RaplMeter
+    from greentrack.meters.replay import PowerTrace, ReplayMeter
 
 __all__ = [
     "CpuEstimateMeter",
@@ -48,6 +58,29 @@ __all__ = [
     "detect",
     "open_meters",
 ]
+
+#: The public meter classes imported on first use: name -> module.
+_LAZY = {
+    "CpuEstimateMeter": "greentrack.meters.estimate",
+    "RamEstimateMeter": "greentrack.meters.estimate",
+    "NvmlMeter": "greentrack.meters.nvml",
+    "RaplMeter": "greentrack.meters.rapl",
+    "PowerTrace": "greentrack.meters.replay",
+    "ReplayMeter": "greentrack.meters.replay",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once: later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 def open_meters(
@@ -76,8 +109,8 @@ def open_meters(
     ctx = registry.OpenContext(config, wanted)
     meters: list[Meter] = []
     for entry in registry.METERS:
-        if not wanted.intersection(entry.components):
-            continue
+        if not wanted.intersection(entry.components) or not entry.may_open(ctx):
+            continue  # not asked for, or its hardware is absent (its module never imported)
         meter = entry.opener()(ctx)
         if meter is not None:
             meters.append(meter)

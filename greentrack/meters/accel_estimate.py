@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from greentrack.meters.base import DeviceReading, Meter, MeterStatus
+from greentrack.meters.presence import torch_cuda_initialised
 
 if TYPE_CHECKING:
     from greentrack.meters.registry import DetectContext, OpenContext
@@ -71,14 +72,12 @@ def lookup_tdp(model: str) -> tuple[float, str] | None:
 
 def torch_devices() -> list[tuple[int, str]]:
     """``(index, name)`` of the CUDA/ROCm devices torch has initialised; [] when torch is not
-    imported or has not initialised CUDA (nothing is imported or initialised here)."""
-    torch = sys.modules.get("torch")
-    if torch is None:
+    imported or has not initialised CUDA (nothing is imported or initialised here; the
+    registry asks :func:`greentrack.meters.presence.torch_cuda` before importing this module)."""
+    if not torch_cuda_initialised():
         return []
     try:
-        cuda = torch.cuda
-        if not cuda.is_initialized():
-            return []
+        cuda = sys.modules["torch"].cuda
         return [(i, str(cuda.get_device_name(i))) for i in range(cuda.device_count())]
     except Exception:  # a torch build without CUDA, a broken driver: nothing seen
         return []

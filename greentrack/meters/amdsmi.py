@@ -71,6 +71,7 @@ from greentrack.meters.base import (
     NullMeter,
     device_failed_warning,
 )
+from greentrack.meters.presence import amdgpu_driver_loaded
 
 if TYPE_CHECKING:
     from greentrack.meters.registry import DetectContext, OpenContext
@@ -112,10 +113,10 @@ def driver_present(sysfs: Path | str = "/sys") -> bool:
     """Whether the amdgpu kernel driver is loaded (``<sysfs>/module/amdgpu`` exists).
 
     Hosts without it skip importing amdsmi. ``GREENTRACK_AMDSMI=1`` tries amdsmi anyway.
+    The registry asks the same check (:func:`greentrack.meters.presence.amdgpu`) before
+    importing this module.
     """
-    if os.environ.get("GREENTRACK_AMDSMI") == "1":
-        return True
-    return (Path(sysfs) / "module" / "amdgpu").is_dir()
+    return amdgpu_driver_loaded(sysfs)
 
 
 def _amdsmi() -> ModuleType:

@@ -28,7 +28,6 @@ some chips. ``GREENTRACK_APPLE=1`` makes greentrack try the binding on any platf
 
 from __future__ import annotations
 
-import os
 import platform
 import sys
 import threading
@@ -38,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from greentrack.errors import MeterError
 from greentrack.meters.base import DeviceReading, Meter, MeterStatus
+from greentrack.meters.presence import apple_silicon
 
 if TYPE_CHECKING:
     from greentrack.meters.registry import DetectContext, OpenContext
@@ -54,10 +54,9 @@ CHANNELS = {
 
 
 def is_apple_silicon() -> bool:
-    """macOS on arm64 (or ``GREENTRACK_APPLE=1``)."""
-    if os.environ.get("GREENTRACK_APPLE") == "1":
-        return True
-    return sys.platform == "darwin" and platform.machine() == "arm64"
+    """macOS on arm64 (or ``GREENTRACK_APPLE=1``): :func:`greentrack.meters.presence.apple_silicon`,
+    which the registry asks before importing this module."""
+    return apple_silicon()
 
 
 def _monitor() -> Any:

@@ -307,7 +307,7 @@ def open_cpu_estimate(ctx: OpenContext) -> CpuEstimateMeter | None:
     the meters that could not open (e.g. RAPL's permission fix)."""
     if not ctx.needs("cpu"):
         return None
-    est = CpuEstimateMeter(tree=ctx.tree())
+    est = CpuEstimateMeter(tree=ctx.tree(), procfs=ctx.config.procfs)
     for problem in ctx.take_problems():
         est.warn(problem)
     ctx.covered.add("cpu")
@@ -319,7 +319,7 @@ def open_ram_estimate(ctx: OpenContext) -> RamEstimateMeter | None:
     estimate did not (said once per run, not per meter)."""
     if not ctx.needs("ram"):
         return None
-    est = RamEstimateMeter(tree=ctx.tree())
+    est = RamEstimateMeter(tree=ctx.tree(), procfs=ctx.config.procfs)
     for problem in ctx.take_problems():
         est.warn(problem)
     ctx.covered.add("ram")
@@ -339,7 +339,7 @@ def detect_cpu_estimate(ctx: DetectContext) -> list[MeterStatus]:
     """``cpu-estimate``: always available; whether it is used, and the model behind it."""
     by = ctx.measured_by("cpu")
     use = f"not used: {by} measures the CPU" if by else f"in use: no usable {ctx.before('cpu')}"
-    model = host_cpu_power_model()
+    model = host_cpu_power_model(ctx.config.procfs)
     return [
         MeterStatus(
             "cpu-estimate",
@@ -356,7 +356,7 @@ def detect_ram_estimate(ctx: DetectContext) -> list[MeterStatus]:
     """``ram-estimate``: always available; whether it is used, and the model behind it."""
     by = ctx.measured_by("ram")
     use = f"not used: {by} measures DRAM" if by else f"in use: no {ctx.before('ram')} DRAM domain"
-    est = RamEstimateMeter()
+    est = RamEstimateMeter(procfs=ctx.config.procfs)
     if ctx.config.cpu_share == "process":
         what = "GiB used by this process tree (cpu_share=process)"
     else:

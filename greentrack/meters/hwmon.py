@@ -48,8 +48,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from greentrack.errors import MeterError
-from greentrack.meters.amdsmi import AmdGpuInfo, visible_amd_indices
+from greentrack.meters.amd_devices import AmdGpuInfo, visible_amd_indices
 from greentrack.meters.base import DeviceReading, Meter, MeterStatus
+from greentrack.meters.presence import HWMON_CLASS, INA3221_DRIVER
 
 if TYPE_CHECKING:
     from greentrack.meters.registry import DetectContext, OpenContext
@@ -404,8 +405,8 @@ def open_meter(ctx: OpenContext) -> Meter | None:
     """
     gpus, rails = ctx.wants("gpu"), ctx.wants("cpu")
     sysfs = Path(ctx.config.sysfs)
-    iio = rails and (sysfs / "bus/i2c/drivers/ina3221x").is_dir()
-    if not (gpus or rails) or not ((sysfs / "class" / "hwmon").is_dir() or iio):
+    iio = rails and (sysfs / INA3221_DRIVER).is_dir()  # as presence.hwmon, asked before import
+    if not (gpus or rails) or not ((sysfs / HWMON_CLASS).is_dir() or iio):
         return None
     try:
         meter = HwmonMeter(

@@ -35,6 +35,7 @@ from types import ModuleType
 from typing import Any
 
 from greentrack.errors import MeterError, MeterPermissionError
+from greentrack.meters.presence import NVIDIA_DRIVER_FILES, nvidia_driver_present
 
 __all__ = [
     "GpuInfo",
@@ -52,7 +53,7 @@ __all__ = [
     "visible_gpu_indices",
 ]
 
-_DRIVER_FILES = ("/proc/driver/nvidia/version", "/dev/nvidiactl")
+_DRIVER_FILES = NVIDIA_DRIVER_FILES
 
 
 def driver_files_present() -> bool:
@@ -64,11 +65,11 @@ def driver_present() -> bool:
     """Cheap check for an NVIDIA driver (no library load): its /proc entry or control device.
 
     Hosts without one skip importing and initialising NVML (~30 ms). Set ``GREENTRACK_NVML=1``
-    to try NVML anyway (an unusual driver layout, a container without /proc/driver).
+    to try NVML anyway (an unusual driver layout, a container without /proc/driver). The
+    registry asks the same check (:func:`greentrack.meters.presence.nvidia`) before importing
+    the NVML meter.
     """
-    if os.environ.get("GREENTRACK_NVML") == "1":
-        return True
-    return driver_files_present()
+    return nvidia_driver_present(_DRIVER_FILES)
 
 
 def init_failure_is_expected(err: MeterError) -> bool:

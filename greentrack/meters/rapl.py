@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING
 
 from greentrack.errors import MeterError, MeterPermissionError
 from greentrack.meters.base import DeviceReading, Meter, MeterStatus
+from greentrack.meters.presence import POWERCAP_CLASS
 
 if TYPE_CHECKING:
     from greentrack.meters.registry import DetectContext, OpenContext
@@ -107,8 +108,9 @@ def _read_name(path: Path) -> str | None:
 
 
 def powercap_dir(sysfs: str | os.PathLike[str]) -> Path:
-    """``<sysfs>/class/powercap``."""
-    return Path(sysfs) / "class" / "powercap"
+    """``<sysfs>/class/powercap`` (the registry's :func:`greentrack.meters.presence.powercap`
+    checks it exists before importing this module)."""
+    return Path(sysfs) / POWERCAP_CLASS
 
 
 @dataclass(frozen=True, slots=True)

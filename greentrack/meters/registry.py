@@ -11,13 +11,24 @@ its module (imported only when the line is used), written as ``"module:function"
   meter that opens marks what it measures in ``ctx.covered``.
 - ``detect``: ``(ctx: DetectContext) -> list[MeterStatus]`` — what ``greentrack detect``
   prints for it: usable here or not, why (with the fix), devices and method.
+- ``present`` (optional): ``(ctx: OpenContext) -> bool`` — a cheap check, in a module that
+  imports next to nothing (:mod:`greentrack.meters.presence`), that the hardware can be here:
+  it only stats a path, reads an environment variable or looks in :data:`sys.modules`. When
+  it says False, :func:`~greentrack.meters.open_meters` skips the line without importing the
+  meter's module (1–3 ms each on the development VM, ``python -X importtime``). It must be a
+  condition ``open`` itself requires (``open`` uses the same helper or path): False means
+  ``open`` would return None without touching ``ctx``, so the meters opened and their
+  warnings are the same with or without it (``tests/test_meters_presence.py``). ``detect``
+  never asks it (``greentrack detect`` imports every meter).
 
 Adding a meter is one module plus one line here:
 
 1. ``greentrack/meters/<name>.py``: the :class:`~greentrack.meters.base.Meter` subclass, an
    ``open_meter(ctx)`` and a ``detect_meter(ctx)``. A counter meter opens when
    ``ctx.wants(component)``; a fallback (an estimate) only when ``ctx.needs(component)``
-   (wanted, and no meter opened before it measures it).
+   (wanted, and no meter opened before it measures it). Where the module is more than a few
+   lines to import and its hardware is absent on most hosts, give the line a ``present``
+   check too (a function in :mod:`greentrack.meters.presence`, which ``open`` also calls).
 2. A :class:`MeterEntry` in :data:`METERS`, placed before the fallbacks of the components it
    measures (the estimates stand in for whatever came before them and found nothing).
 
@@ -30,6 +41,7 @@ asked for. A line is used only when one of its components is wanted.
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -56,6 +68,8 @@ class MeterEntry:
         open: ``"module:function"`` opening it (see the module docstring).
         detect: ``"module:function"`` saying what ``greentrack detect`` prints for it.
         summary: devices, source and method in a few words (documentation).
+        present: ``"module:function"`` saying cheaply whether the hardware can be here, asked
+            before ``open`` is imported (see the module docstring), or None: always open.
     """
 
     name: str
@@ -64,6 +78,7 @@ class MeterEntry:
     open: str
     detect: str
     summary: str
+    present: str | None = None
 
     def opener(self) -> Callable[[OpenContext], Meter | None]:
         """The ``open`` function (imports its module)."""
@@ -72,6 +87,15 @@ class MeterEntry:
     def detector(self) -> Callable[[DetectContext], list[MeterStatus]]:
         """The ``detect`` function (imports its module)."""
         return _resolve(self.detect)
+
+    def may_open(self, ctx: OpenContext) -> bool:
+        """False when the ``present`` check says the hardware is not here (``open`` would
+        return None); True otherwise, when the line has no check, or when the ``open``
+        module is imported already (the check would save nothing: ``open`` decides). Imports
+        only the check's module."""
+        if self.present is None or self.open.partition(":")[0] in sys.modules:
+            return True
+        return bool(_resolve(self.present)(ctx))
 
 
 def _resolve(ref: str) -> Any:
@@ -87,22 +111,26 @@ METERS: tuple[MeterEntry, ...] = (
         "rapl", "RAPL", ("cpu", "ram"),
         "greentrack.meters.rapl:open_meter", "greentrack.meters.rapl:detect_meter",
         "cpu:package-N, dram:package-N: Linux powercap RAPL energy_uj (counter)",
+        present="greentrack.meters.presence:powercap",
     ),
     MeterEntry(
         "amdsmi", "amdsmi", ("gpu",),
         "greentrack.meters.amdsmi:open_meter", "greentrack.meters.amdsmi:detect_meter",
         "gpu:amd-<i>: amdsmi energy counter (µJ ticks), else sampled power (counter / sampled)",
+        present="greentrack.meters.presence:amdgpu",
     ),
     MeterEntry(
         "hwmon", "hwmon", ("gpu", "cpu", "ram"),
         "greentrack.meters.hwmon:open_meter", "greentrack.meters.hwmon:detect_meter",
         "gpu:amdgpu-<pci>, gpu:intel-<pci>, board:<rail>, rail:<rail>: hwmon energy/power, "
         "Jetson INA3221 rails (counter / sampled)",
+        present="greentrack.meters.presence:hwmon",
     ),
     MeterEntry(
         "apple", "Apple silicon", ("gpu", "cpu", "ram"),
         "greentrack.meters.apple:open_meter", "greentrack.meters.apple:detect_meter",
         "cpu:apple, dram:apple, gpu:apple, ane:apple: IOReport via zeus-apple-silicon (counter)",
+        present="greentrack.meters.presence:apple",
     ),
     MeterEntry(
         "cpu-estimate", "CPU estimate", ("cpu",),
@@ -120,12 +148,14 @@ METERS: tuple[MeterEntry, ...] = (
         "nvml", "NVML", ("gpu",),
         "greentrack.meters.nvml:open_meter", "greentrack.meters.nvml:detect_meter",
         "gpu:<nvml index>: NVML energy counter, else sampled power (counter / sampled)",
+        present="greentrack.meters.presence:nvidia",
     ),
     MeterEntry(
         "accel-estimate", "accelerator estimate", ("gpu",),
         "greentrack.meters.accel_estimate:open_meter",
         "greentrack.meters.accel_estimate:detect_meter",
         "gpu:estimate-<i>: torch's devices no meter reads, TDP table × utilisation (estimated)",
+        present="greentrack.meters.presence:torch_cuda",
     ),
     MeterEntry(
         "redfish", "Redfish", ("node",),
@@ -191,7 +221,7 @@ class OpenContext:
         if self._tree is None:
             from greentrack.meters.proctree import ProcessTree
 
-            self._tree = ProcessTree()
+            self._tree = ProcessTree(proc=self.config.procfs)
         return self._tree
 
 

@@ -39,9 +39,11 @@ RUN_COLUMNS = (
     "energy_cpu_kwh",
     "energy_dram_kwh",
     "energy_ram_kwh",
+    "node_energy_kwh",
     "methods",
     "region",
     "co2e_g",
+    "co2e_basis",
     "co2e_g_annual_average",
     "embodied_g",
     "total_co2e_g",
@@ -149,9 +151,14 @@ def runs_frame(
             "energy_cpu_kwh": comp.get("cpu"),
             "energy_dram_kwh": comp.get("dram"),
             "energy_ram_kwh": comp.get("ram"),
+            # the node's own figure (its BMC): beside energy_kwh, never in it
+            "node_energy_kwh": o["node_energy_j"] / 3.6e6
+            if o.get("node_energy_j") is not None
+            else None,
             "methods": methods_label(o),
             "region": o["region"],
             "co2e_g": o["co2e_g"],
+            "co2e_basis": o.get("co2e_basis"),
             "co2e_g_annual_average": o["co2e_g_annual_average"],
             "embodied_g": o.get("embodied_g"),  # schema 0004 (README: Embodied emissions)
             "total_co2e_g": o.get("total_co2e_g"),

@@ -45,7 +45,7 @@ __all__ = [
 REPORT_SCHEMA = "greentrack.report/1"
 FINAL_VALUES = ("true", "1", "yes")
 NA = "n/a"
-COMPONENT_NAMES = {"gpu": "GPU", "cpu": "CPU", "dram": "DRAM", "ram": "RAM"}
+COMPONENT_NAMES = {"gpu": "GPU", "cpu": "CPU", "dram": "DRAM", "ram": "RAM", "node": "Node"}
 METHOD_TEXT = {
     "counter": "the device's cumulative energy counter",
     "sampled": "sampled power integrated over time",
@@ -137,7 +137,8 @@ def assumptions(run: Mapping[str, Any]) -> list[dict[str, Any]]:
     """
     out: list[dict[str, Any]] = []
     multi = (run.get("world_size") or 1) > 1
-    for c in run.get("components") or []:
+    # the node's own figure (its BMC) too: its note says how it was read, and that it is beside
+    for c in [*(run.get("components") or []), *(run.get("node_power") or [])]:
         note = c.get("note")
         if not note and c.get("method") not in MEASURED_METHODS:
             note = NO_NOTE

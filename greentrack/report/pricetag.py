@@ -380,6 +380,14 @@ def method_notes(report: Mapping[str, Any]) -> list[str]:
             "CO₂e (annual average) = facility energy × the zone's static annual average intensity "
             "(CodeCarbon's energy-mix data), for comparison with reports that use yearly figures."
         )
+    if totals.get("node_energy_kwh") is not None:
+        notes.append(
+            f"{totals['node_runs']} run(s) read the whole node's power from its BMC (IPMI DCMI "
+            "or Redfish, sampled): that energy includes fans, PSU losses and every part no "
+            "meter reads, and is shown beside the components, never added to them. Where the "
+            "BMC measured the whole run, that run's CO₂e is of the node's energy × PUE (its "
+            "facility energy in the intensity above), not of the components'."
+        )
     if totals["runs_without_co2e"]:
         notes.append(
             f"{totals['runs_without_co2e']} run(s) have no CO₂e (no intensity data when they "

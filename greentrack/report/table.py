@@ -185,11 +185,13 @@ def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[Row]]:
         )
     )
     srcs = "; ".join(report["totals"]["intensity_sources"]) or "no intensity data"
+    on_node = any("node" in (a.get("co2e_basis") or "") for a in aggs)
+    of_node = " (the node's × PUE where its BMC measured it)" if on_node else ""
     rows.append(
         Row(
             "Carbon intensity, time-weighted",
             [a["time_weighted_g_per_kwh"] for a in aggs],
-            f"{srcs}; CO₂e / facility energy",
+            f"{srcs}; CO₂e / facility energy{of_node}",
             unit="g/kWh",
         )
     )
@@ -201,7 +203,6 @@ def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[Row]]:
             unit="g/kWh",
         )
     )
-    on_node = any("node" in (a.get("co2e_basis") or "") for a in aggs)
     rows.append(
         Row(
             "CO₂e, time-weighted",
@@ -215,7 +216,7 @@ def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[Row]]:
         Row(
             "CO₂e, annual average",
             [a["co2e_g_annual_average"] for a in aggs],
-            "facility energy × annual average",
+            f"facility energy{of_node} × annual average",
             unit="g",
         )
     )

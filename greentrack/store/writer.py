@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -22,6 +21,7 @@ from typing import Any
 from greentrack.errors import StoreError, StoreRejectedError, StoreUnavailableError
 from greentrack.store.checkpoint import Checkpoint
 from greentrack.store.dbapi import Connection, data_errors, driver_errors
+from greentrack.store.digest import sha256_hex
 from greentrack.store.schema import open_store
 
 log = logging.getLogger("greentrack")
@@ -36,7 +36,7 @@ def metric_id(run_id: str, key: str, step: int | None, t_s: float) -> str:
     any version replays onto the same key, and a metric without a step conflicts like any other.
     """
     text = json.dumps([run_id, key, None if step is None else int(step), float(t_s)])
-    return hashlib.sha256(text.encode("ascii")).hexdigest()[:32]
+    return sha256_hex(text.encode("ascii"))[:32]
 
 
 def _metric_value(value: Any) -> float | None:
