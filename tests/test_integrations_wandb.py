@@ -39,6 +39,8 @@ def records(path: Path) -> list[Any]:
         if kind == 0:  # zero padding to the end of the block
             pos += left
             continue
+        if pos + 7 + length > len(data):  # wandb-core is still writing this one: not yet
+            break
         chunk = data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind == 1:  # FULL
@@ -49,7 +51,16 @@ def records(path: Path) -> list[Any]:
             buf += chunk
         elif kind == 4:  # LAST
             out.append(buf + chunk)
-    return [Record.FromString(b) for b in out]
+    from google.protobuf.message import DecodeError
+
+    parsed = []
+    for i, b in enumerate(out):
+        try:
+            parsed.append(Record.FromString(b))
+        except DecodeError:
+            if i < len(out) - 1:  # only the last record (being written) may be partial
+                raise
+    return parsed
 
 
 def items(entries: Any) -> dict[str, Any]:
