@@ -169,6 +169,9 @@ def _stored_duration_s(url: str, run_id: str) -> float | None:
 def test_no_checkpoint_is_built_before_the_run_has_its_start_time(sqlite_url: str) -> None:
     """The first checkpoint goes out at once, on the checkpoint thread; it must already see the
     run's baseline (before, it could carry the raw monotonic clock as the run's duration)."""
+    from greentrack.store.schema import upgrade
+
+    upgrade(sqlite_url)  # the store exists: the test's reader never migrates it under the writer
     for _ in range(10):
         run = gt.track("early", db=sqlite_url, meters=[replay()], checkpoint_s=60).start()
         try:
