@@ -195,7 +195,9 @@ def test_spool_disk_full_keeps_readings_in_memory_until_the_store_is_back(
         run.log(step=1, loss=0.25)
         full = [w for w in run.summary().warnings if "cannot write the spool" in w]
         assert len(full) == 1 and "No space left on device" in full[0]  # said once, clearly
-        held = run._delivery.held
+        deadline = time.monotonic() + 5  # the checkpoint thread may be retrying it just now
+        while (held := run._delivery.held) is None and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert held is not None and len(held.samples) > 0  # kept in memory
         blocker.unlink()  # the store is back; the disk is still full
         blocker.mkdir()
